@@ -1,0 +1,29 @@
+//! Traffik: rate limiting for axum.
+//!
+//! This facade re-exports [`traffik_core`] (rates, strategies, backends),
+//! [`traffik_axum`] and [`traffik_macros`]. Most code needs only the prelude:
+//!
+//! ```
+//! use traffik::prelude::*;
+//!
+//! let rate: Rate = "100/m".parse()?;
+//! let throttle = Throttle::new("api", rate)?.strategy(TokenBucket::with_burst(150));
+//! assert_eq!(throttle.uid(), "api");
+//! # Ok::<(), traffik::Error>(())
+//! ```
+
+pub use traffik_axum as axum;
+pub use traffik_core::*;
+pub use traffik_macros as macros;
+
+/// The types most programs need.
+pub mod prelude {
+    pub use traffik_core::strategy::{
+        Algorithm, FixedWindow, Gcra, LeakyBucket, LeakyBucketWithQueue, SlidingWindowCounter,
+        SlidingWindowLog, Strategy, TokenBucket, TokenBucketWithDebt,
+    };
+    pub use traffik_core::{
+        Backend, Clock, Decision, Error, Identity, InMemoryBackend, ManualClock, Rate,
+        SystemClock, Throttle,
+    };
+}

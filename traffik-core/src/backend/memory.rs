@@ -1,0 +1,592 @@
+//! [`InMemoryBackend`]: state in a sharded concurrent map, for one process.
+
+use std::cell::RefCell;
+use std::fmt::{self, Write as _};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+
+use super::{Backend, BackendFuture, Lock, LockOptions, LockRelease, UpdateFn};
+use crate::clock::{Micros, SharedClock, SystemClock};
+use crate::decision::Decision;
+use crate::error::{Error, Result};
+use crate::rate::Rate;
+use crate::strategy::{Algorithm, StateBytes, Write, check_cost, run};
+
+/// Expiry of a key stored without a TTL.
+const NEVER: Micros = Micros::MAX;
+/// Shards of the map: enough that a sweep holds each lock only briefly.
+const SHARDS: usize = 64;
+/// Default time between two sweeps of expired keys.
+const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
+
+type Map = DashMap<Box<str>, Slot, foldhash::fast::RandomState>;
+
+/// One stored value and when it expires.
+#[derive(Debug)]
+struct Slot {
+    value: StateBytes,
+    expires_at: Micros,
+}
+
+impl Slot {
+    fn live(&self, now: Micros) -> Option<&[u8]> {
+        (self.expires_at > now).then_some(&self.value[..])
+    }
+
+    /// Applies a write decided at `now`.
+    fn apply(&mut self, write: Write, now: Micros) {
+        match write {
+            Write::Keep => {}
+            Write::Put { state, ttl } => {
+                self.value = state;
+                self.expires_at = expiry(now, ttl);
+            }
+            Write::Delete => self.expires_at = 0,
+        }
+    }
+}
+
+fn expiry(now: Micros, ttl: Duration) -> Micros {
+    now.saturating_add(u64::try_from(ttl.as_micros()).unwrap_or(u64::MAX))
+}
+
+thread_local! {
+    /// Reused buffer for windowed keys, so the hot path does not allocate.
+    static KEY_BUFFER: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Keeps throttle state in process memory: a sharded concurrent map (dashmap) with a
+/// per-key TTL.
+///
+/// Fast and dependency-free; right for one process (development, tests, single-instance
+/// apps). Every key expires: expired keys are invisible at once, and reclaimed by a
+/// background sweeper (started when the backend is built inside a Tokio runtime, stopped
+/// when the last handle is dropped or the backend is closed), so memory stays bounded
+/// however many distinct clients come and go.
+///
+/// Clones share the same store.
+///
+/// ```
+/// use traffik_core::{Backend, InMemoryBackend, Rate, strategy::FixedWindow};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let backend = InMemoryBackend::new("myapp");
+/// let rate: Rate = "2/m".parse()?;
+/// assert!(backend.decide("client", &FixedWindow, &rate, 1).await?.allowed);
+/// assert!(backend.decide("client", &FixedWindow, &rate, 1).await?.allowed);
+/// assert!(!backend.decide("client", &FixedWindow, &rate, 1).await?.allowed);
+/// # Ok::<(), traffik_core::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct InMemoryBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    namespace: String,
+    persistent: bool,
+    clock: SharedClock,
+    map: Map,
+    closed: AtomicBool,
+    sweep_interval: Duration,
+    sweeper: Mutex<Option<tokio::task::AbortHandle>>,
+    next_token: AtomicU64,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(task) = self.sweeper.get_mut().ok().and_then(Option::take) {
+            task.abort();
+        }
+    }
+}
+
+/// Configures an [`InMemoryBackend`]; see [`InMemoryBackend::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct InMemoryBackendBuilder {
+    namespace: String,
+    persistent: bool,
+    clock: SharedClock,
+    sweep_interval: Duration,
+}
+
+impl InMemoryBackendBuilder {
+    /// Keep state across [`Backend::close`] (default: cleared on close).
+    pub fn persistent(mut self, persistent: bool) -> Self {
+        self.persistent = persistent;
+        self
+    }
+
+    /// The clock that judges decisions and expiry (default: [`SystemClock`]).
+    pub fn clock(mut self, clock: impl crate::clock::Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The clock, already shared.
+    pub fn shared_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Time between two sweeps of expired keys (default 10 s).
+    pub fn sweep_interval(mut self, interval: Duration) -> Self {
+        self.sweep_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The backend. Inside a Tokio runtime this starts the sweeper; elsewhere the sweeper
+    /// starts with [`Backend::initialize`].
+    pub fn build(self) -> InMemoryBackend {
+        let backend = InMemoryBackend {
+            inner: Arc::new(Inner {
+                namespace: self.namespace,
+                persistent: self.persistent,
+                clock: self.clock,
+                map: DashMap::with_hasher_and_shard_amount(
+                    foldhash::fast::RandomState::default(),
+                    SHARDS,
+                ),
+                closed: AtomicBool::new(false),
+                sweep_interval: self.sweep_interval,
+                sweeper: Mutex::new(None),
+                next_token: AtomicU64::new(1),
+            }),
+        };
+        backend.start_sweeper();
+        backend
+    }
+}
+
+impl InMemoryBackend {
+    /// A backend with `namespace`, the system clock and default settings.
+    pub fn new(namespace: impl Into<String>) -> Self {
+        Self::builder(namespace).build()
+    }
+
+    /// Configures a backend.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use traffik_core::{Backend, InMemoryBackend, ManualClock};
+    ///
+    /// let backend = InMemoryBackend::builder("tests")
+    ///     .persistent(true)
+    ///     .clock(ManualClock::new(0))
+    ///     .sweep_interval(Duration::from_secs(1))
+    ///     .build();
+    /// assert!(backend.persistent());
+    /// ```
+    pub fn builder(namespace: impl Into<String>) -> InMemoryBackendBuilder {
+        InMemoryBackendBuilder {
+            namespace: namespace.into(),
+            persistent: false,
+            clock: Arc::new(SystemClock),
+            sweep_interval: DEFAULT_SWEEP_INTERVAL,
+        }
+    }
+
+    /// Keys stored, counting expired ones the sweeper has not reclaimed yet.
+    pub fn stored_keys(&self) -> usize {
+        self.inner.map.len()
+    }
+
+    /// Removes every expired key now; returns how many were removed.
+    pub fn purge_expired(&self) -> usize {
+        self.inner.purge_expired()
+    }
+
+    /// Whether the background sweeper is running.
+    pub fn sweeper_running(&self) -> bool {
+        self.inner
+            .sweeper
+            .lock()
+            .ok()
+            .and_then(|task| task.as_ref().map(|t| !t.is_finished()))
+            .unwrap_or(false)
+    }
+
+    fn start_sweeper(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let Ok(mut slot) = self.inner.sweeper.lock() else {
+            return;
+        };
+        if slot.as_ref().is_some_and(|task| !task.is_finished()) {
+            return;
+        }
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let interval = self.inner.sweep_interval;
+        let task = runtime.spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                let Some(inner) = weak.upgrade() else { break };
+                let removed = inner.purge_expired();
+                if removed > 0 {
+                    tracing::trace!(namespace = %inner.namespace, removed, "swept expired keys");
+                }
+            }
+        });
+        *slot = Some(task.abort_handle());
+    }
+
+    fn stop_sweeper(&self) {
+        if let Some(task) = self.inner.sweeper.lock().ok().and_then(|mut t| t.take()) {
+            task.abort();
+        }
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::Relaxed) {
+            return Err(Error::Closed(self.inner.namespace.clone()));
+        }
+        Ok(())
+    }
+
+    fn now_micros(&self) -> Micros {
+        self.inner.clock.now_micros()
+    }
+
+    /// Runs `f` on the slot at `key` under the key's shard lock. A missing key is offered
+    /// as an expired slot, inserted only if `f` makes it live.
+    fn with_slot_mut<R>(&self, key: &str, now: Micros, f: impl FnOnce(&mut Slot) -> R) -> R {
+        let map = &self.inner.map;
+        if let Some(mut slot) = map.get_mut(key) {
+            return f(&mut slot);
+        }
+        match map.entry(Box::from(key)) {
+            Entry::Occupied(mut occupied) => f(occupied.get_mut()),
+            Entry::Vacant(vacant) => {
+                let mut slot = Slot {
+                    value: StateBytes::new(),
+                    expires_at: 0,
+                };
+                let out = f(&mut slot);
+                if slot.expires_at > now {
+                    vacant.insert(slot);
+                }
+                out
+            }
+        }
+    }
+
+    /// Runs `f` on the live bytes at `key` under the key's shard lock and applies its write.
+    fn with_slot<R>(
+        &self,
+        key: &str,
+        now: Micros,
+        f: impl FnOnce(Option<&[u8]>) -> (Write, R),
+    ) -> R {
+        self.with_slot_mut(key, now, |slot| {
+            let (write, out) = f(slot.live(now));
+            slot.apply(write, now);
+            out
+        })
+    }
+
+    fn decide_now(
+        &self,
+        key: &str,
+        algorithm: &dyn Algorithm,
+        rate: &Rate,
+        cost: u64,
+    ) -> Result<Decision> {
+        self.check_open()?;
+        if rate.is_unlimited() {
+            return Ok(Decision::unlimited());
+        }
+        check_cost(algorithm, rate, cost)?;
+        let now = self.now_micros();
+        let step = |state: Option<&[u8]>| match run(algorithm, state, now, rate, cost) {
+            Ok(transition) => (transition.write, Ok(transition.decision)),
+            Err(error) => (Write::Keep, Err(error)),
+        };
+        match algorithm.window(now, rate) {
+            None => self.with_slot(key, now, step),
+            Some(window) => with_window_key(key, window, |key| self.with_slot(key, now, step)),
+        }
+    }
+
+    fn peek_now(&self, key: &str, algorithm: &dyn Algorithm, rate: &Rate) -> Result<Decision> {
+        self.check_open()?;
+        if rate.is_unlimited() {
+            return Ok(Decision::unlimited());
+        }
+        let now = self.now_micros();
+        let peek = |key: &str| {
+            let slot = self.inner.map.get(key);
+            algorithm.peek(slot.as_ref().and_then(|s| s.live(now)), now, rate)
+        };
+        Ok(match algorithm.window(now, rate) {
+            None => peek(key),
+            Some(window) => with_window_key(key, window, peek),
+        })
+    }
+
+    fn increment_now(&self, key: &str, amount: i64, ttl: Option<Duration>) -> Result<i64> {
+        self.check_open()?;
+        let now = self.now_micros();
+        self.with_slot_mut(key, now, |slot| {
+            let current = match slot.live(now) {
+                None => 0,
+                Some(bytes) => parse_integer(bytes).ok_or_else(|| Error::WrongType {
+                    key: key.to_owned(),
+                    expected: "an integer",
+                })?,
+            };
+            let next = current.checked_add(amount).ok_or_else(|| Error::WrongType {
+                key: key.to_owned(),
+                expected: "an integer that can take this increment without overflow",
+            })?;
+            if slot.live(now).is_none() {
+                // A new key takes the TTL given; an existing key keeps its expiry.
+                slot.expires_at = ttl.map_or(NEVER, |ttl| expiry(now, ttl));
+            }
+            slot.value.clear();
+            let _ = write!(ByteWriter(&mut slot.value), "{next}");
+            Ok(next)
+        })
+    }
+}
+
+impl Inner {
+    fn purge_expired(&self) -> usize {
+        let now = self.clock.now_micros();
+        let before = self.map.len();
+        self.map.retain(|_, slot| slot.expires_at > now);
+        let after = self.map.len();
+        if after.saturating_mul(4) < self.map.capacity() {
+            self.map.shrink_to_fit();
+        }
+        before.saturating_sub(after)
+    }
+}
+
+/// Runs `f` with `key:window`, built in a reused thread-local buffer.
+fn with_window_key<R>(key: &str, window: u64, f: impl FnOnce(&str) -> R) -> R {
+    KEY_BUFFER.with(|buffer| match buffer.try_borrow_mut() {
+        Ok(mut buffer) => {
+            buffer.clear();
+            buffer.push_str(key);
+            let _ = write!(buffer, ":{window}");
+            f(&buffer)
+        }
+        Err(_) => f(&format!("{key}:{window}")),
+    })
+}
+
+fn parse_integer(bytes: &[u8]) -> Option<i64> {
+    std::str::from_utf8(bytes).ok()?.trim().parse().ok()
+}
+
+/// `fmt::Write` into a byte buffer.
+struct ByteWriter<'a>(&'a mut StateBytes);
+
+impl fmt::Write for ByteWriter<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+impl fmt::Debug for InMemoryBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InMemoryBackend")
+            .field("namespace", &self.inner.namespace)
+            .field("persistent", &self.inner.persistent)
+            .field("keys", &self.inner.map.len())
+            .finish()
+    }
+}
+
+/// Releases an in-memory lock if its token still owns it.
+struct MemoryLockRelease {
+    backend: Weak<Inner>,
+    name: String,
+    token: StateBytes,
+}
+
+impl LockRelease for MemoryLockRelease {
+    fn release(self: Box<Self>) -> BackendFuture<'static, Result<bool>> {
+        let released = self.backend.upgrade().is_some_and(|inner| {
+            let now = inner.clock.now_micros();
+            inner
+                .map
+                .remove_if(self.name.as_str(), |_, slot| {
+                    slot.live(now) == Some(&self.token[..])
+                })
+                .is_some()
+        });
+        BackendFuture::ready(Ok(released))
+    }
+}
+
+impl Backend for InMemoryBackend {
+    fn namespace(&self) -> &str {
+        &self.inner.namespace
+    }
+
+    fn persistent(&self) -> bool {
+        self.inner.persistent
+    }
+
+    fn initialize(&self) -> BackendFuture<'_, Result<()>> {
+        self.inner.closed.store(false, Ordering::Relaxed);
+        self.start_sweeper();
+        BackendFuture::ready(Ok(()))
+    }
+
+    fn now(&self) -> BackendFuture<'_, Result<Micros>> {
+        BackendFuture::ready(self.check_open().map(|()| self.now_micros()))
+    }
+
+    fn get<'a>(&'a self, key: &'a str) -> BackendFuture<'a, Result<Option<Vec<u8>>>> {
+        let result = self.check_open().map(|()| {
+            let now = self.now_micros();
+            self.inner
+                .map
+                .get(key)
+                .and_then(|slot| slot.live(now).map(<[u8]>::to_vec))
+        });
+        BackendFuture::ready(result)
+    }
+
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a [u8],
+        ttl: Option<Duration>,
+    ) -> BackendFuture<'a, Result<()>> {
+        let result = self.check_open().map(|()| {
+            let now = self.now_micros();
+            let expires_at = ttl.map_or(NEVER, |ttl| expiry(now, ttl));
+            self.inner.map.insert(
+                Box::from(key),
+                Slot {
+                    value: StateBytes::from_slice(value),
+                    expires_at,
+                },
+            );
+        });
+        BackendFuture::ready(result)
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> BackendFuture<'a, Result<bool>> {
+        let result = self.check_open().map(|()| {
+            let now = self.now_micros();
+            self.inner
+                .map
+                .remove(key)
+                .is_some_and(|(_, slot)| slot.expires_at > now)
+        });
+        BackendFuture::ready(result)
+    }
+
+    fn increment<'a>(&'a self, key: &'a str, amount: i64) -> BackendFuture<'a, Result<i64>> {
+        BackendFuture::ready(self.increment_now(key, amount, None))
+    }
+
+    fn increment_with_ttl<'a>(
+        &'a self,
+        key: &'a str,
+        amount: i64,
+        ttl: Duration,
+    ) -> BackendFuture<'a, Result<i64>> {
+        BackendFuture::ready(self.increment_now(key, amount, Some(ttl)))
+    }
+
+    fn update<'a>(&'a self, key: &'a str, f: &'a mut UpdateFn<'_>) -> BackendFuture<'a, Result<()>> {
+        let result = self.check_open().map(|()| {
+            let now = self.now_micros();
+            self.with_slot(key, now, |state| (f(state), ()));
+        });
+        BackendFuture::ready(result)
+    }
+
+    fn lock<'a>(&'a self, name: &'a str, options: LockOptions) -> BackendFuture<'a, Result<Lock>> {
+        BackendFuture::new(async move {
+            let token = self.inner.next_token.fetch_add(1, Ordering::Relaxed).to_string();
+            let token_bytes = StateBytes::from_slice(token.as_bytes());
+            let started = tokio::time::Instant::now();
+            let mut backoff = Duration::from_millis(1);
+            loop {
+                self.check_open()?;
+                let now = self.now_micros();
+                let acquired = self.with_slot(name, now, |state| match state {
+                    Some(_) => (Write::Keep, false),
+                    None => (
+                        Write::Put {
+                            state: token_bytes.clone(),
+                            ttl: options.ttl,
+                        },
+                        true,
+                    ),
+                });
+                if acquired {
+                    let release = MemoryLockRelease {
+                        backend: Arc::downgrade(&self.inner),
+                        name: name.to_owned(),
+                        token: token_bytes,
+                    };
+                    return Ok(Lock::new(name, token, Box::new(release)));
+                }
+                let waited = started.elapsed();
+                match options.wait {
+                    Some(limit) if waited < limit => {
+                        tokio::time::sleep(backoff.min(limit - waited)).await;
+                        backoff = (backoff * 2).min(Duration::from_millis(50));
+                    }
+                    _ => {
+                        return Err(Error::LockTimeout {
+                            name: name.to_owned(),
+                            waited,
+                        });
+                    }
+                }
+            }
+        })
+    }
+
+    fn decide<'a>(
+        &'a self,
+        key: &'a str,
+        algorithm: &'a dyn Algorithm,
+        rate: &'a Rate,
+        cost: u64,
+    ) -> BackendFuture<'a, Result<Decision>> {
+        BackendFuture::ready(self.decide_now(key, algorithm, rate, cost))
+    }
+
+    fn peek<'a>(
+        &'a self,
+        key: &'a str,
+        algorithm: &'a dyn Algorithm,
+        rate: &'a Rate,
+    ) -> BackendFuture<'a, Result<Decision>> {
+        BackendFuture::ready(self.peek_now(key, algorithm, rate))
+    }
+
+    fn reset(&self) -> BackendFuture<'_, Result<()>> {
+        self.inner.map.clear();
+        BackendFuture::ready(Ok(()))
+    }
+
+    fn close(&self) -> BackendFuture<'_, Result<()>> {
+        self.stop_sweeper();
+        if !self.inner.persistent {
+            self.inner.map.clear();
+        }
+        self.inner.closed.store(true, Ordering::Relaxed);
+        BackendFuture::ready(Ok(()))
+    }
+}

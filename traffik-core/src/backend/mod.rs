@@ -1,0 +1,233 @@
+//! Storage backends: where throttle state lives.
+//!
+//! A [`Backend`] offers the primitives custom strategies are written with (`get`, `set`,
+//! `delete`, `increment`, `increment_with_ttl`, `lock`), an atomic read-modify-write
+//! ([`Backend::update`]) that runs any [`Algorithm`] correctly under concurrency, and
+//! [`Backend::decide`], which backends may specialise (a server-side script, a lock-free
+//! fast path).
+//!
+//! Keys given to a backend are relative to its namespace: the backend keeps namespaces
+//! apart, and [`Backend::reset`] clears exactly its own.
+
+mod future;
+mod lock;
+mod memory;
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use future::BackendFuture;
+pub use lock::{Lock, LockOptions, LockRelease};
+pub use memory::{InMemoryBackend, InMemoryBackendBuilder};
+
+use crate::clock::Micros;
+use crate::decision::Decision;
+use crate::error::{Error, Result};
+use crate::rate::Rate;
+use crate::strategy::{Algorithm, Write, check_cost, run, state_key};
+
+/// The read-modify-write callback of [`Backend::update`]: given the stored bytes (or
+/// `None`), say what to store. It may run more than once (a compare-and-swap retry), so it
+/// must not have effects beyond what it captures.
+pub type UpdateFn<'a> = dyn FnMut(Option<&[u8]>) -> Write + Send + 'a;
+
+/// A store for throttle state. Implementations must be safe to share across tasks and
+/// threads; every operation is atomic on its own.
+///
+/// Implement the required methods for a custom backend; `decide` and `peek` then work
+/// for every [`Algorithm`] through [`update`](Backend::update).
+pub trait Backend: Send + Sync + Debug + 'static {
+    /// The namespace that prefixes every key of this backend.
+    fn namespace(&self) -> &str;
+
+    /// Whether state survives [`close`](Backend::close) (the seed's `persistent`).
+    fn persistent(&self) -> bool {
+        false
+    }
+
+    /// Prepares the backend (connects, starts background work). Idempotent.
+    fn initialize(&self) -> BackendFuture<'_, Result<()>> {
+        BackendFuture::ready(Ok(()))
+    }
+
+    /// The current time as this backend judges it (the server's clock for a networked
+    /// store, the injected clock for the in-memory one).
+    fn now(&self) -> BackendFuture<'_, Result<Micros>>;
+
+    /// The value stored at `key`, if any and not expired.
+    fn get<'a>(&'a self, key: &'a str) -> BackendFuture<'a, Result<Option<Vec<u8>>>>;
+
+    /// Stores `value` at `key`, expiring after `ttl` (`None`: until deleted or reset).
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a [u8],
+        ttl: Option<Duration>,
+    ) -> BackendFuture<'a, Result<()>>;
+
+    /// Removes `key`; whether it was there.
+    fn delete<'a>(&'a self, key: &'a str) -> BackendFuture<'a, Result<bool>>;
+
+    /// Atomically adds `amount` to the integer at `key` (missing counts as 0) and returns
+    /// the new value. The key keeps its expiry.
+    fn increment<'a>(&'a self, key: &'a str, amount: i64) -> BackendFuture<'a, Result<i64>>;
+
+    /// Atomically subtracts `amount`; see [`increment`](Backend::increment).
+    fn decrement<'a>(&'a self, key: &'a str, amount: i64) -> BackendFuture<'a, Result<i64>> {
+        match amount.checked_neg() {
+            Some(negated) => self.increment(key, negated),
+            None => BackendFuture::ready(Err(Error::Backend(format!(
+                "cannot decrement {key:?} by {amount}"
+            )))),
+        }
+    }
+
+    /// Atomically adds `amount` to the integer at `key`; a key created by this call
+    /// expires after `ttl`, an existing key keeps its expiry.
+    fn increment_with_ttl<'a>(
+        &'a self,
+        key: &'a str,
+        amount: i64,
+        ttl: Duration,
+    ) -> BackendFuture<'a, Result<i64>>;
+
+    /// Atomically replaces the bytes at `key` with what `f` decides from the current
+    /// bytes. No other writer can interleave between the read and the write.
+    fn update<'a>(&'a self, key: &'a str, f: &'a mut UpdateFn<'_>) -> BackendFuture<'a, Result<()>>;
+
+    /// Takes the lock `name`; [`Error::LockTimeout`] if it is held past the wait.
+    fn lock<'a>(&'a self, name: &'a str, options: LockOptions) -> BackendFuture<'a, Result<Lock>>;
+
+    /// Decides a request of `cost` for `key` with `algorithm`, atomically.
+    fn decide<'a>(
+        &'a self,
+        key: &'a str,
+        algorithm: &'a dyn Algorithm,
+        rate: &'a Rate,
+        cost: u64,
+    ) -> BackendFuture<'a, Result<Decision>> {
+        BackendFuture::new(async move {
+            if rate.is_unlimited() {
+                return Ok(Decision::unlimited());
+            }
+            check_cost(algorithm, rate, cost)?;
+            let now = self.now().await?;
+            let key = state_key(algorithm, key, now, rate);
+            let mut outcome = None;
+            let mut step = |state: Option<&[u8]>| match run(algorithm, state, now, rate, cost) {
+                Ok(transition) => {
+                    outcome = Some(Ok(transition.decision));
+                    transition.write
+                }
+                Err(error) => {
+                    outcome = Some(Err(error));
+                    Write::Keep
+                }
+            };
+            self.update(&key, &mut step).await?;
+            outcome.unwrap_or_else(|| Err(Error::Backend("update never called back".into())))
+        })
+    }
+
+    /// What a request of cost 1 for `key` would get now, consuming nothing.
+    fn peek<'a>(
+        &'a self,
+        key: &'a str,
+        algorithm: &'a dyn Algorithm,
+        rate: &'a Rate,
+    ) -> BackendFuture<'a, Result<Decision>> {
+        BackendFuture::new(async move {
+            if rate.is_unlimited() {
+                return Ok(Decision::unlimited());
+            }
+            let now = self.now().await?;
+            let key = state_key(algorithm, key, now, rate);
+            let state = self.get(&key).await?;
+            Ok(algorithm.peek(state.as_deref(), now, rate))
+        })
+    }
+
+    /// Removes every key of this backend's namespace.
+    fn reset(&self) -> BackendFuture<'_, Result<()>>;
+
+    /// Releases resources; unless [`persistent`](Backend::persistent), clears the state
+    /// first. Operations after `close` fail with [`Error::Closed`] until
+    /// [`initialize`](Backend::initialize) is called again.
+    fn close(&self) -> BackendFuture<'_, Result<()>>;
+}
+
+/// A shared backend handle.
+pub type SharedBackend = Arc<dyn Backend>;
+
+impl<B: Backend + ?Sized> Backend for Arc<B> {
+    fn namespace(&self) -> &str {
+        (**self).namespace()
+    }
+    fn persistent(&self) -> bool {
+        (**self).persistent()
+    }
+    fn initialize(&self) -> BackendFuture<'_, Result<()>> {
+        (**self).initialize()
+    }
+    fn now(&self) -> BackendFuture<'_, Result<Micros>> {
+        (**self).now()
+    }
+    fn get<'a>(&'a self, key: &'a str) -> BackendFuture<'a, Result<Option<Vec<u8>>>> {
+        (**self).get(key)
+    }
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a [u8],
+        ttl: Option<Duration>,
+    ) -> BackendFuture<'a, Result<()>> {
+        (**self).set(key, value, ttl)
+    }
+    fn delete<'a>(&'a self, key: &'a str) -> BackendFuture<'a, Result<bool>> {
+        (**self).delete(key)
+    }
+    fn increment<'a>(&'a self, key: &'a str, amount: i64) -> BackendFuture<'a, Result<i64>> {
+        (**self).increment(key, amount)
+    }
+    fn decrement<'a>(&'a self, key: &'a str, amount: i64) -> BackendFuture<'a, Result<i64>> {
+        (**self).decrement(key, amount)
+    }
+    fn increment_with_ttl<'a>(
+        &'a self,
+        key: &'a str,
+        amount: i64,
+        ttl: Duration,
+    ) -> BackendFuture<'a, Result<i64>> {
+        (**self).increment_with_ttl(key, amount, ttl)
+    }
+    fn update<'a>(&'a self, key: &'a str, f: &'a mut UpdateFn<'_>) -> BackendFuture<'a, Result<()>> {
+        (**self).update(key, f)
+    }
+    fn lock<'a>(&'a self, name: &'a str, options: LockOptions) -> BackendFuture<'a, Result<Lock>> {
+        (**self).lock(name, options)
+    }
+    fn decide<'a>(
+        &'a self,
+        key: &'a str,
+        algorithm: &'a dyn Algorithm,
+        rate: &'a Rate,
+        cost: u64,
+    ) -> BackendFuture<'a, Result<Decision>> {
+        (**self).decide(key, algorithm, rate, cost)
+    }
+    fn peek<'a>(
+        &'a self,
+        key: &'a str,
+        algorithm: &'a dyn Algorithm,
+        rate: &'a Rate,
+    ) -> BackendFuture<'a, Result<Decision>> {
+        (**self).peek(key, algorithm, rate)
+    }
+    fn reset(&self) -> BackendFuture<'_, Result<()>> {
+        (**self).reset()
+    }
+    fn close(&self) -> BackendFuture<'_, Result<()>> {
+        (**self).close()
+    }
+}

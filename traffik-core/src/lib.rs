@@ -1,0 +1,43 @@
+//! The framework-free core of Traffik: rates, clocks, rate-limiting strategies, storage
+//! backends and the [`Throttle`] that ties them together.
+//!
+//! ```
+//! use traffik_core::{Identity, InMemoryBackend, Throttle};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let backend = InMemoryBackend::new("myapp");
+//! let throttle = Throttle::new("basic_limit", "5/10s")?;
+//! let client = Identity::client("192.0.2.1");
+//! for _ in 0..5 {
+//!     assert!(throttle.hit(&client, "GET:/api/data", &backend).await?.allowed);
+//! }
+//! assert!(!throttle.hit(&client, "GET:/api/data", &backend).await?.allowed);
+//! # Ok::<(), traffik_core::Error>(())
+//! # }).unwrap();
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod backend;
+pub mod clock;
+pub mod decision;
+pub mod error;
+pub mod key;
+pub mod rate;
+pub mod strategy;
+pub mod throttle;
+
+pub use backend::{
+    Backend, BackendFuture, InMemoryBackend, InMemoryBackendBuilder, Lock, LockOptions,
+    SharedBackend,
+};
+pub use clock::{Clock, ManualClock, Micros, SharedClock, SystemClock};
+pub use decision::Decision;
+pub use error::{Error, Result};
+pub use key::Identity;
+pub use rate::{Rate, RateBuilder};
+pub use strategy::{
+    Algorithm, FixedWindow, Gcra, LeakyBucket, LeakyBucketWithQueue, SlidingWindowCounter,
+    SlidingWindowLog, Strategy, TokenBucket, TokenBucketWithDebt,
+};
+pub use throttle::{IntoRate, Throttle};
