@@ -23,7 +23,12 @@ pub mod prelude {
         SlidingWindowLog, Strategy, TokenBucket, TokenBucketWithDebt,
     };
     pub use traffik_core::{
-        Backend, Clock, Decision, Error, Identity, InMemoryBackend, ManualClock, Rate,
-        SystemClock, Throttle,
+        Backend, Clock, Decision, Error, Identity, InMemoryBackend, ManualClock, Rate, SystemClock,
+        Throttle,
     };
 }
+
+/// The README's Rust examples, compiled and run as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

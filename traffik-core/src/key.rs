@@ -103,7 +103,10 @@ mod tests {
     #[test]
     fn hostile_components_are_escaped() {
         let key = throttle_key("u}id", "x{y} z\r\nSET a b", "scope with space");
-        assert_eq!(key, "{u%7Did:x%7By%7D%20z%0D%0ASET%20a%20b}:scope%20with%20space");
+        assert_eq!(
+            key,
+            "{u%7Did:x%7By%7D%20z%0D%0ASET%20a%20b}:scope%20with%20space"
+        );
         assert!(!key.contains(char::is_whitespace));
         assert_eq!(throttle_key("u", "é", ""), "{u:%C3%A9}");
         assert_eq!(throttle_key("u", "100%", ""), "{u:100%25}");

@@ -310,7 +310,9 @@ fn parse_number(text: &str, what: &str, input: &str) -> Result<u64> {
     if text.contains('.') && text.chars().all(|c| c.is_ascii_digit() || c == '.') {
         return Err(invalid(
             input,
-            format!("the {what} {text:?} must be a whole number (use a smaller unit, like 1500ms for 1.5s)"),
+            format!(
+                "the {what} {text:?} must be a whole number (use a smaller unit, like 1500ms for 1.5s)"
+            ),
         ));
     }
     if text.is_empty() || !text.chars().all(|c| c.is_ascii_digit()) {
@@ -396,9 +398,18 @@ mod tests {
     #[test]
     fn every_unit_spelling() {
         let cases: [(&[&str], u64); 5] = [
-            (&["ms", "millisecond", "milliseconds", "MS", "Milliseconds"], 1),
-            (&["s", "sec", "second", "seconds", "S", "SEC", "Seconds"], 1_000),
-            (&["m", "min", "minute", "minutes", "M", "MIN", "Minutes"], 60_000),
+            (
+                &["ms", "millisecond", "milliseconds", "MS", "Milliseconds"],
+                1,
+            ),
+            (
+                &["s", "sec", "second", "seconds", "S", "SEC", "Seconds"],
+                1_000,
+            ),
+            (
+                &["m", "min", "minute", "minutes", "M", "MIN", "Minutes"],
+                60_000,
+            ),
             (&["h", "hr", "hour", "hours", "H", "HR", "Hours"], 3_600_000),
             (&["d", "day", "days", "D", "Days"], 86_400_000),
         ];
@@ -408,7 +419,11 @@ mod tests {
                 assert_eq!(rate.limit(), 7);
                 assert_eq!(rate.period(), Duration::from_millis(unit_ms), "{spelling}");
                 let rate = ok(&format!("7 per 3 {spelling}"));
-                assert_eq!(rate.period(), Duration::from_millis(3 * unit_ms), "{spelling}");
+                assert_eq!(
+                    rate.period(),
+                    Duration::from_millis(3 * unit_ms),
+                    "{spelling}"
+                );
             }
         }
     }
@@ -489,7 +504,15 @@ mod tests {
     #[test]
     fn display_round_trips() {
         for text in [
-            "5/10s", "100/m", "1000/500ms", "10000/d", "1/h", "3/90m", "7/1500ms", "9/2d", "1/25h",
+            "5/10s",
+            "100/m",
+            "1000/500ms",
+            "10000/d",
+            "1/h",
+            "3/90m",
+            "7/1500ms",
+            "9/2d",
+            "1/25h",
         ] {
             let rate = ok(text);
             assert_eq!(rate.to_string(), text);

@@ -79,7 +79,9 @@ impl Throttle {
     pub fn new(uid: impl Into<String>, rate: impl IntoRate) -> Result<Self> {
         let uid: String = uid.into();
         if uid.is_empty() {
-            return Err(Error::Configuration("a throttle's uid must not be empty".into()));
+            return Err(Error::Configuration(
+                "a throttle's uid must not be empty".into(),
+            ));
         }
         Ok(Self {
             uid: uid.into(),
@@ -191,8 +193,14 @@ impl Throttle {
 
     /// Decides one request of the default cost from `identity` in `scope`, on the
     /// throttle's own backend or else `backend`.
-    pub async fn hit(&self, identity: &Identity, scope: &str, backend: &dyn Backend) -> Result<Decision> {
-        self.hit_with_cost(identity, scope, self.cost, backend).await
+    pub async fn hit(
+        &self,
+        identity: &Identity,
+        scope: &str,
+        backend: &dyn Backend,
+    ) -> Result<Decision> {
+        self.hit_with_cost(identity, scope, self.cost, backend)
+            .await
     }
 
     /// Decides one request of `cost`; see [`hit`](Throttle::hit).
@@ -222,7 +230,12 @@ impl Throttle {
     }
 
     /// What one request from `identity` in `scope` would get now, consuming nothing.
-    pub async fn stat(&self, identity: &Identity, scope: &str, backend: &dyn Backend) -> Result<Decision> {
+    pub async fn stat(
+        &self,
+        identity: &Identity,
+        scope: &str,
+        backend: &dyn Backend,
+    ) -> Result<Decision> {
         let Some(id) = self.limited_id(identity) else {
             return Ok(Decision::unlimited());
         };

@@ -63,7 +63,11 @@ pub struct Lock {
 
 impl Lock {
     /// A lock named `name` held with `token`, released by `release`.
-    pub fn new(name: impl Into<String>, token: impl Into<String>, release: Box<dyn LockRelease>) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        token: impl Into<String>,
+        release: Box<dyn LockRelease>,
+    ) -> Self {
         Self {
             name: name.into(),
             token: token.into(),

@@ -344,10 +344,12 @@ impl InMemoryBackend {
                     expected: "an integer",
                 })?,
             };
-            let next = current.checked_add(amount).ok_or_else(|| Error::WrongType {
-                key: key.to_owned(),
-                expected: "an integer that can take this increment without overflow",
-            })?;
+            let next = current
+                .checked_add(amount)
+                .ok_or_else(|| Error::WrongType {
+                    key: key.to_owned(),
+                    expected: "an integer that can take this increment without overflow",
+                })?;
             if slot.live(now).is_none() {
                 // A new key takes the TTL given; an existing key keeps its expiry.
                 slot.expires_at = ttl.map_or(NEVER, |ttl| expiry(now, ttl));
@@ -505,7 +507,11 @@ impl Backend for InMemoryBackend {
         BackendFuture::ready(self.increment_now(key, amount, Some(ttl)))
     }
 
-    fn update<'a>(&'a self, key: &'a str, f: &'a mut UpdateFn<'_>) -> BackendFuture<'a, Result<()>> {
+    fn update<'a>(
+        &'a self,
+        key: &'a str,
+        f: &'a mut UpdateFn<'_>,
+    ) -> BackendFuture<'a, Result<()>> {
         let result = self.check_open().map(|()| {
             let now = self.now_micros();
             self.with_slot(key, now, |state| (f(state), ()));
@@ -515,7 +521,11 @@ impl Backend for InMemoryBackend {
 
     fn lock<'a>(&'a self, name: &'a str, options: LockOptions) -> BackendFuture<'a, Result<Lock>> {
         BackendFuture::new(async move {
-            let token = self.inner.next_token.fetch_add(1, Ordering::Relaxed).to_string();
+            let token = self
+                .inner
+                .next_token
+                .fetch_add(1, Ordering::Relaxed)
+                .to_string();
             let token_bytes = StateBytes::from_slice(token.as_bytes());
             let started = tokio::time::Instant::now();
             let mut backoff = Duration::from_millis(1);

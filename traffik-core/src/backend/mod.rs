@@ -94,7 +94,8 @@ pub trait Backend: Send + Sync + Debug + 'static {
 
     /// Atomically replaces the bytes at `key` with what `f` decides from the current
     /// bytes. No other writer can interleave between the read and the write.
-    fn update<'a>(&'a self, key: &'a str, f: &'a mut UpdateFn<'_>) -> BackendFuture<'a, Result<()>>;
+    fn update<'a>(&'a self, key: &'a str, f: &'a mut UpdateFn<'_>)
+    -> BackendFuture<'a, Result<()>>;
 
     /// Takes the lock `name`; [`Error::LockTimeout`] if it is held past the wait.
     fn lock<'a>(&'a self, name: &'a str, options: LockOptions) -> BackendFuture<'a, Result<Lock>>;
@@ -201,7 +202,11 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
     ) -> BackendFuture<'a, Result<i64>> {
         (**self).increment_with_ttl(key, amount, ttl)
     }
-    fn update<'a>(&'a self, key: &'a str, f: &'a mut UpdateFn<'_>) -> BackendFuture<'a, Result<()>> {
+    fn update<'a>(
+        &'a self,
+        key: &'a str,
+        f: &'a mut UpdateFn<'_>,
+    ) -> BackendFuture<'a, Result<()>> {
         (**self).update(key, f)
     }
     fn lock<'a>(&'a self, name: &'a str, options: LockOptions) -> BackendFuture<'a, Result<Lock>> {

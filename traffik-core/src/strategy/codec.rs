@@ -65,7 +65,10 @@ mod tests {
         assert_eq!(decode::<1>(&bytes, 7), None);
         assert_eq!(decode::<2>(&bytes[..bytes.len() - 1], 7), None);
         assert_eq!(decode::<0>(&[], 7), None);
-        assert_eq!(decode_all(&bytes, 7).map(|i| i.collect::<Vec<_>>()), Some(vec![1, u64::MAX]));
+        assert_eq!(
+            decode_all(&bytes, 7).map(|i| i.collect::<Vec<_>>()),
+            Some(vec![1, u64::MAX])
+        );
         assert!(decode_all(&bytes[..5], 7).is_none());
     }
 }

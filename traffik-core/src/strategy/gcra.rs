@@ -48,10 +48,13 @@ impl Gcra {
     }
 
     /// `(now, TAT)` scaled by the limit, the TAT no earlier than now. A TAT further ahead
-    /// than the burst tolerance cannot have been written by this algorithm and is reset.
+    /// than the burst tolerance plus one period (room for a wall clock stepping back)
+    /// cannot have been written by this algorithm and is reset.
     fn times(&self, state: Option<&[u8]>, now: Micros, rate: &Rate) -> (u128, u128) {
-        let now = u128::from(now) * u128::from(rate.limit());
-        let tolerance = u128::from(self.burst(rate)) * u128::from(rate.period_micros());
+        let limit = u128::from(rate.limit());
+        let period = u128::from(rate.period_micros());
+        let now = u128::from(now) * limit;
+        let tolerance = u128::from(self.burst(rate)) * period + period * limit;
         let tat = match state {
             None => now,
             Some(bytes) => match codec::decode::<2>(bytes, tag::GCRA)
@@ -87,10 +90,7 @@ impl Algorithm for Gcra {
         rate: &Rate,
         cost: u64,
     ) -> Result<Transition> {
-        let (period, limit) = (
-            u128::from(rate.period_micros()),
-            u128::from(rate.limit()),
-        );
+        let (period, limit) = (u128::from(rate.period_micros()), u128::from(rate.limit()));
         let burst = self.burst(rate);
         let tolerance = u128::from(burst) * period;
         let (now_scaled, tat) = self.times(state, now, rate);
@@ -115,10 +115,7 @@ impl Algorithm for Gcra {
     }
 
     fn peek(&self, state: Option<&[u8]>, now: Micros, rate: &Rate) -> Decision {
-        let (period, limit) = (
-            u128::from(rate.period_micros()),
-            u128::from(rate.limit()),
-        );
+        let (period, limit) = (u128::from(rate.period_micros()), u128::from(rate.limit()));
         let burst = self.burst(rate);
         let (now_scaled, tat) = self.times(state, now, rate);
         let current = tat - now_scaled;

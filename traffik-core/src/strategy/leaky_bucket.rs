@@ -44,7 +44,13 @@ impl Algorithm for LeakyBucket {
         rate.limit()
     }
 
-    fn apply(&self, state: Option<&[u8]>, now: Micros, rate: &Rate, cost: u64) -> Result<Transition> {
+    fn apply(
+        &self,
+        state: Option<&[u8]>,
+        now: Micros,
+        rate: &Rate,
+        cost: u64,
+    ) -> Result<Transition> {
         Self::meter(rate).apply(state, now, rate, cost)
     }
 
@@ -105,7 +111,13 @@ impl Algorithm for LeakyBucketWithQueue {
         self.meter(rate).capacity
     }
 
-    fn apply(&self, state: Option<&[u8]>, now: Micros, rate: &Rate, cost: u64) -> Result<Transition> {
+    fn apply(
+        &self,
+        state: Option<&[u8]>,
+        now: Micros,
+        rate: &Rate,
+        cost: u64,
+    ) -> Result<Transition> {
         self.meter(rate).apply(state, now, rate, cost)
     }
 

@@ -84,7 +84,8 @@ impl Meter {
         if self.only_when_empty {
             return self.until_empty(level, rate);
         }
-        let excess = (level + self.scaled(cost, rate)).saturating_sub(self.scaled(self.capacity, rate));
+        let excess =
+            (level + self.scaled(cost, rate)).saturating_sub(self.scaled(self.capacity, rate));
         ceil_div(excess, u128::from(rate.limit()))
     }
 

@@ -177,8 +177,13 @@ pub trait Algorithm: Send + Sync + Debug + 'static {
 
     /// Decides a request of `cost` (at least 1 and at most [`capacity`](Self::capacity))
     /// against the stored `state` at time `now`.
-    fn apply(&self, state: Option<&[u8]>, now: Micros, rate: &Rate, cost: u64)
-    -> Result<Transition>;
+    fn apply(
+        &self,
+        state: Option<&[u8]>,
+        now: Micros,
+        rate: &Rate,
+        cost: u64,
+    ) -> Result<Transition>;
 
     /// What a request of cost 1 would get now, without consuming anything.
     fn peek(&self, state: Option<&[u8]>, now: Micros, rate: &Rate) -> Decision;

@@ -74,7 +74,9 @@ impl SlidingWindowLog {
     }
 
     fn used(entries: &[Entry]) -> u64 {
-        entries.iter().fold(0u64, |sum, e| sum.saturating_add(e.cost))
+        entries
+            .iter()
+            .fold(0u64, |sum, e| sum.saturating_add(e.cost))
     }
 
     /// Microseconds until the whole log has left the window.

@@ -56,7 +56,13 @@ impl Algorithm for TokenBucket {
         self.meter(rate).capacity
     }
 
-    fn apply(&self, state: Option<&[u8]>, now: Micros, rate: &Rate, cost: u64) -> Result<Transition> {
+    fn apply(
+        &self,
+        state: Option<&[u8]>,
+        now: Micros,
+        rate: &Rate,
+        cost: u64,
+    ) -> Result<Transition> {
         self.meter(rate).apply(state, now, rate, cost)
     }
 
@@ -124,7 +130,13 @@ impl Algorithm for TokenBucketWithDebt {
         self.meter(rate).capacity
     }
 
-    fn apply(&self, state: Option<&[u8]>, now: Micros, rate: &Rate, cost: u64) -> Result<Transition> {
+    fn apply(
+        &self,
+        state: Option<&[u8]>,
+        now: Micros,
+        rate: &Rate,
+        cost: u64,
+    ) -> Result<Transition> {
         self.meter(rate).apply(state, now, rate, cost)
     }
 
