@@ -41,3 +41,23 @@ pub use strategy::{
     SlidingWindowLog, Strategy, TokenBucket, TokenBucketWithDebt,
 };
 pub use throttle::{IntoRate, Throttle};
+
+/// A [`Rate`] from a string literal, checked at compile time.
+///
+/// ```
+/// use traffik_core::{Rate, rate};
+///
+/// let api: Rate = rate!("100/m");
+/// assert_eq!(api.limit(), 100);
+/// ```
+///
+/// ```compile_fail
+/// let bad = traffik_core::rate!("0/m"); // a limit of 0 admits nothing: compile error
+/// ```
+#[macro_export]
+macro_rules! rate {
+    ($rate:literal) => {{
+        const RATE: $crate::Rate = $crate::Rate::parse_const($rate);
+        RATE
+    }};
+}

@@ -151,16 +151,41 @@ impl Rate {
         if period_ms == 0 {
             return Err(invalid(input(), "the period must be longer than zero"));
         }
+        Self::checked(limit, period_ms).map_err(|problem| invalid(input(), problem.reason("")))
+    }
+
+    /// A rate of `limit` per `period_ms` milliseconds (a positive period), checked.
+    const fn checked(limit: u64, period_ms: u64) -> Result<Self, Problem> {
         if limit == 0 {
-            return Err(invalid(
-                input(),
-                "a limit of 0 with a period admits nothing; use a positive limit, or Rate::UNLIMITED (\"unlimited\") for no limit",
-            ));
+            return Err(Problem::ZeroLimit);
         }
-        period_ms
-            .checked_mul(1_000)
-            .ok_or_else(|| invalid(input(), "the period is too long (overflow)"))?;
+        if period_ms.checked_mul(1_000).is_none() {
+            return Err(Problem::PeriodOverflow);
+        }
         Ok(Rate { limit, period_ms })
+    }
+
+    /// Parses a rate at compile time: an invalid text is a compile error when used in a
+    /// `const` (the [`rate!`](crate::rate!) macro does this for you), a panic otherwise.
+    ///
+    /// ```
+    /// use traffik_core::Rate;
+    ///
+    /// const API: Rate = Rate::parse_const("10/m");
+    /// assert_eq!(API, Rate::parse("10/m")?);
+    /// # Ok::<(), traffik_core::Error>(())
+    /// ```
+    ///
+    /// ```compile_fail
+    /// use traffik_core::Rate;
+    ///
+    /// const BAD: Rate = Rate::parse_const("5/mins"); // unknown unit: does not compile
+    /// ```
+    pub const fn parse_const(input: &str) -> Rate {
+        match parse_bytes(input.as_bytes()) {
+            Ok(rate) => rate,
+            Err(problem) => panic!("{}", problem.summary()),
+        }
     }
 }
 
@@ -266,118 +291,310 @@ fn invalid(input: impl Into<String>, reason: impl Into<String>) -> Error {
     }
 }
 
-fn unit_ms(unit: &str) -> Option<u64> {
-    let unit = unit.to_ascii_lowercase();
-    Some(match unit.as_str() {
-        "ms" | "millisecond" | "milliseconds" => 1,
-        "s" | "sec" | "second" | "seconds" => MS_PER_SECOND,
-        "m" | "min" | "minute" | "minutes" => MS_PER_MINUTE,
-        "h" | "hr" | "hour" | "hours" => MS_PER_HOUR,
-        "d" | "day" | "days" => MS_PER_DAY,
-        _ => return None,
-    })
+/// A byte range of the input, for error messages.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: usize,
+    end: usize,
 }
 
-/// Splits `text` at its separator: `/`, or the word `per`.
-fn split_separator(text: &str) -> Option<(&str, &str)> {
-    if let Some((left, right)) = text.split_once('/') {
-        return Some((left, right));
-    }
-    let lower = text.to_ascii_lowercase();
-    let mut from = 0;
-    while let Some(found) = lower[from..].find("per") {
-        let at = from + found;
-        let before_ok = lower[..at]
-            .chars()
-            .next_back()
-            .is_some_and(|c| c.is_whitespace() || c.is_ascii_digit());
-        let after_ok = lower[at + 3..]
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_whitespace() || c.is_ascii_digit());
-        if before_ok && after_ok {
-            return Some((&text[..at], &text[at + 3..]));
+/// What is wrong with a rate text. `const`-friendly: the runtime parser renders it with
+/// the offending text, the compile-time parser panics with [`Problem::summary`].
+#[derive(Debug, Clone, Copy)]
+enum Problem {
+    Empty,
+    NoPeriod,
+    NoPeriodAfterSeparator,
+    Negative(&'static str),
+    Fraction(&'static str, Span),
+    NotNumber(&'static str, Span),
+    TooLarge(&'static str, Span),
+    NoUnit(Span),
+    UnknownUnit(Span),
+    ZeroMultiplier,
+    PeriodOverflow,
+    ZeroLimit,
+}
+
+const UNITS_HELP: &str = "expected ms, s, sec, m, min, h, hr, d or their long forms (millisecond(s), second(s), minute(s), hour(s), day(s))";
+const ZERO_LIMIT_HELP: &str = "a limit of 0 with a period admits nothing; use a positive limit, or Rate::UNLIMITED (\"unlimited\") for no limit";
+
+impl Problem {
+    /// A message without the offending text (usable in `const` panics).
+    const fn summary(self) -> &'static str {
+        match self {
+            Problem::Empty => "invalid rate: the rate is empty; expected e.g. \"100/m\"",
+            Problem::NoPeriod => {
+                "invalid rate: no period; expected \"N/period\" or \"N per period\", e.g. \"5/10s\""
+            }
+            Problem::NoPeriodAfterSeparator => {
+                "invalid rate: no period after the separator; expected e.g. \"s\", \"10s\" or \"5 minutes\""
+            }
+            Problem::Negative(_) => "invalid rate: the limit and multiplier must not be negative",
+            Problem::Fraction(..) => {
+                "invalid rate: numbers must be whole (use a smaller unit, like 1500ms for 1.5s)"
+            }
+            Problem::NotNumber(..) => "invalid rate: the limit is not a whole number",
+            Problem::TooLarge(..) | Problem::PeriodOverflow => {
+                "invalid rate: a number is too large (overflow)"
+            }
+            Problem::NoUnit(_) => "invalid rate: the period has no unit; expected ms, s, m, h or d",
+            Problem::UnknownUnit(_) => {
+                "invalid rate: unknown unit; expected ms, s, sec, m, min, h, hr, d or their long forms"
+            }
+            Problem::ZeroMultiplier => "invalid rate: the period multiplier must not be zero",
+            Problem::ZeroLimit => {
+                "invalid rate: a limit of 0 with a period admits nothing; use a positive limit or \"unlimited\""
+            }
         }
-        from = at + 3;
+    }
+
+    /// The full message, quoting the offending part of `input`.
+    fn reason(self, input: &str) -> String {
+        let text = |span: Span| input.get(span.start..span.end).unwrap_or("");
+        match self {
+            Problem::Empty => "the rate is empty; expected e.g. \"100/m\"".into(),
+            Problem::NoPeriod => {
+                "no period: expected \"N/period\" or \"N per period\", e.g. \"5/10s\"".into()
+            }
+            Problem::NoPeriodAfterSeparator => {
+                "no period after the separator: expected e.g. \"s\", \"10s\" or \"5 minutes\"".into()
+            }
+            Problem::Negative(what) => format!("the {what} must not be negative"),
+            Problem::Fraction(what, span) => format!(
+                "the {what} {:?} must be a whole number (use a smaller unit, like 1500ms for 1.5s)",
+                text(span)
+            ),
+            Problem::NotNumber(what, span) => {
+                format!("the {what} {:?} is not a whole number", text(span))
+            }
+            Problem::TooLarge(what, span) => {
+                format!("the {what} {} is too large (overflow)", text(span))
+            }
+            Problem::NoUnit(span) => format!(
+                "the period {:?} has no unit; expected ms, s, m, h or d",
+                text(span)
+            ),
+            Problem::UnknownUnit(span) => format!("unknown unit {:?}; {UNITS_HELP}", text(span)),
+            Problem::ZeroMultiplier => "the period multiplier must not be zero".into(),
+            Problem::PeriodOverflow => "the period is too long (overflow)".into(),
+            Problem::ZeroLimit => ZERO_LIMIT_HELP.into(),
+        }
+    }
+}
+
+const fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0B | 0x0C)
+}
+
+/// `span` of `bytes` without surrounding white space.
+const fn trim(bytes: &[u8], mut span: Span) -> Span {
+    while span.start < span.end && is_space(bytes[span.start]) {
+        span.start += 1;
+    }
+    while span.end > span.start && is_space(bytes[span.end - 1]) {
+        span.end -= 1;
+    }
+    span
+}
+
+/// Whether `bytes[span]` equals `word` (lower-case ASCII) ignoring ASCII case.
+const fn eq_word(bytes: &[u8], span: Span, word: &str) -> bool {
+    let word = word.as_bytes();
+    if span.end - span.start != word.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < word.len() {
+        if bytes[span.start + i].to_ascii_lowercase() != word[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// The separator: `(end of limit, start of period)`.
+const fn separator(bytes: &[u8], span: Span) -> Option<(usize, usize)> {
+    let mut i = span.start;
+    while i < span.end {
+        if bytes[i] == b'/' {
+            return Some((i, i + 1));
+        }
+        i += 1;
+    }
+    // The word "per", between white space or digits.
+    let mut i = span.start + 1;
+    while i + 3 < span.end {
+        let word = Span { start: i, end: i + 3 };
+        let before = bytes[i - 1];
+        let after = bytes[i + 3];
+        if eq_word(bytes, word, "per")
+            && (is_space(before) || before.is_ascii_digit())
+            && (is_space(after) || after.is_ascii_digit())
+        {
+            return Some((i, i + 3));
+        }
+        i += 1;
     }
     None
 }
 
-fn parse_number(text: &str, what: &str, input: &str) -> Result<u64> {
-    if text.starts_with('-') {
-        return Err(invalid(input, format!("the {what} must not be negative")));
+const fn number(bytes: &[u8], span: Span, what: &'static str) -> Result<u64, Problem> {
+    if span.start < span.end && bytes[span.start] == b'-' {
+        return Err(Problem::Negative(what));
     }
-    if text.contains('.') && text.chars().all(|c| c.is_ascii_digit() || c == '.') {
-        return Err(invalid(
-            input,
-            format!(
-                "the {what} {text:?} must be a whole number (use a smaller unit, like 1500ms for 1.5s)"
-            ),
-        ));
+    if span.start == span.end {
+        return Err(Problem::NotNumber(what, span));
     }
-    if text.is_empty() || !text.chars().all(|c| c.is_ascii_digit()) {
-        return Err(invalid(
-            input,
-            format!("the {what} {text:?} is not a whole number"),
-        ));
+    let mut dots = 0;
+    let mut others = 0;
+    let mut i = span.start;
+    while i < span.end {
+        match bytes[i] {
+            b'0'..=b'9' => {}
+            b'.' => dots += 1,
+            _ => others += 1,
+        }
+        i += 1;
     }
-    text.parse::<u64>()
-        .map_err(|_| invalid(input, format!("the {what} {text} is too large (overflow)")))
+    if others > 0 {
+        return Err(Problem::NotNumber(what, span));
+    }
+    if dots > 0 {
+        return Err(Problem::Fraction(what, span));
+    }
+    let mut value: u64 = 0;
+    let mut i = span.start;
+    while i < span.end {
+        let digit = (bytes[i] - b'0') as u64;
+        value = match value.checked_mul(10) {
+            Some(v) => match v.checked_add(digit) {
+                Some(v) => v,
+                None => return Err(Problem::TooLarge(what, span)),
+            },
+            None => return Err(Problem::TooLarge(what, span)),
+        };
+        i += 1;
+    }
+    Ok(value)
+}
+
+const fn unit_ms(bytes: &[u8], span: Span) -> Option<u64> {
+    const TABLE: [(&str, u64); 17] = [
+        ("ms", 1),
+        ("millisecond", 1),
+        ("milliseconds", 1),
+        ("s", MS_PER_SECOND),
+        ("sec", MS_PER_SECOND),
+        ("second", MS_PER_SECOND),
+        ("seconds", MS_PER_SECOND),
+        ("m", MS_PER_MINUTE),
+        ("min", MS_PER_MINUTE),
+        ("minute", MS_PER_MINUTE),
+        ("minutes", MS_PER_MINUTE),
+        ("h", MS_PER_HOUR),
+        ("hr", MS_PER_HOUR),
+        ("hour", MS_PER_HOUR),
+        ("hours", MS_PER_HOUR),
+        ("d", MS_PER_DAY),
+        ("day", MS_PER_DAY),
+    ];
+    if eq_word(bytes, span, "days") {
+        return Some(MS_PER_DAY);
+    }
+    let mut i = 0;
+    while i < TABLE.len() {
+        if eq_word(bytes, span, TABLE[i].0) {
+            return Some(TABLE[i].1);
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The one grammar, shared by [`Rate::parse`] and [`Rate::parse_const`].
+const fn parse_bytes(bytes: &[u8]) -> Result<Rate, Problem> {
+    let all = trim(
+        bytes,
+        Span {
+            start: 0,
+            end: bytes.len(),
+        },
+    );
+    if all.start == all.end {
+        return Err(Problem::Empty);
+    }
+    if eq_word(bytes, all, "unlimited") {
+        return Ok(Rate::UNLIMITED);
+    }
+    let Some((limit_end, period_start)) = separator(bytes, all) else {
+        return Err(Problem::NoPeriod);
+    };
+    let limit = match number(
+        bytes,
+        trim(
+            bytes,
+            Span {
+                start: all.start,
+                end: limit_end,
+            },
+        ),
+        "limit",
+    ) {
+        Ok(limit) => limit,
+        Err(problem) => return Err(problem),
+    };
+    let period = trim(
+        bytes,
+        Span {
+            start: period_start,
+            end: all.end,
+        },
+    );
+    if period.start == period.end {
+        return Err(Problem::NoPeriodAfterSeparator);
+    }
+    let mut split = period.start;
+    while split < period.end && matches!(bytes[split], b'0'..=b'9' | b'-' | b'.') {
+        split += 1;
+    }
+    let multiplier_span = Span {
+        start: period.start,
+        end: split,
+    };
+    let unit_span = trim(
+        bytes,
+        Span {
+            start: split,
+            end: period.end,
+        },
+    );
+    let multiplier = if split == period.start {
+        1
+    } else {
+        match number(bytes, multiplier_span, "period multiplier") {
+            Ok(m) => m,
+            Err(problem) => return Err(problem),
+        }
+    };
+    if unit_span.start == unit_span.end {
+        return Err(Problem::NoUnit(period));
+    }
+    let Some(unit) = unit_ms(bytes, unit_span) else {
+        return Err(Problem::UnknownUnit(unit_span));
+    };
+    if multiplier == 0 {
+        return Err(Problem::ZeroMultiplier);
+    }
+    let Some(period_ms) = multiplier.checked_mul(unit) else {
+        return Err(Problem::PeriodOverflow);
+    };
+    Rate::checked(limit, period_ms)
 }
 
 fn parse(input: &str) -> Result<Rate> {
-    let text = input.trim();
-    if text.is_empty() {
-        return Err(invalid(input, "the rate is empty; expected e.g. \"100/m\""));
-    }
-    if text.eq_ignore_ascii_case("unlimited") {
-        return Ok(Rate::UNLIMITED);
-    }
-    let Some((limit_text, period_text)) = split_separator(text) else {
-        return Err(invalid(
-            input,
-            "no period: expected \"N/period\" or \"N per period\", e.g. \"5/10s\"",
-        ));
-    };
-    let limit = parse_number(limit_text.trim(), "limit", input)?;
-    let period_text = period_text.trim();
-    if period_text.is_empty() {
-        return Err(invalid(
-            input,
-            "no period after the separator: expected e.g. \"s\", \"10s\" or \"5 minutes\"",
-        ));
-    }
-    let split = period_text
-        .find(|c: char| !(c.is_ascii_digit() || c == '-' || c == '.'))
-        .unwrap_or(period_text.len());
-    let (multiplier_text, unit_text) = period_text.split_at(split);
-    let unit_text = unit_text.trim();
-    let multiplier = if multiplier_text.is_empty() {
-        1
-    } else {
-        parse_number(multiplier_text, "period multiplier", input)?
-    };
-    if unit_text.is_empty() {
-        return Err(invalid(
-            input,
-            format!("the period {period_text:?} has no unit; expected ms, s, m, h or d"),
-        ));
-    }
-    let unit = unit_ms(unit_text).ok_or_else(|| {
-        invalid(
-            input,
-            format!(
-                "unknown unit {unit_text:?}; expected ms, s, sec, m, min, h, hr, d or their long forms (millisecond(s), second(s), minute(s), hour(s), day(s))"
-            ),
-        )
-    })?;
-    if multiplier == 0 {
-        return Err(invalid(input, "the period multiplier must not be zero"));
-    }
-    let period_ms = multiplier
-        .checked_mul(unit)
-        .ok_or_else(|| invalid(input, "the period is too long (overflow)"))?;
-    Rate::from_parts(limit, period_ms, || input.to_owned())
+    parse_bytes(input.as_bytes()).map_err(|problem| invalid(input, problem.reason(input)))
 }
 
 #[cfg(test)]
@@ -521,6 +738,22 @@ mod tests {
         assert_eq!(ok("10/30 seconds").to_string(), "10/30s");
         assert_eq!(ok("2 per 60 seconds").to_string(), "2/m");
         assert_eq!(ok("unlimited").to_string(), "unlimited");
+    }
+
+    #[test]
+    fn compile_time_parser_agrees_with_runtime_parser() {
+        let inputs = [
+            "5/10s", "100/m", "2 per second", "10/30 seconds", "1000/500ms", "10000/d", "unlimited",
+            "3 PER MINUTE", "5per10s", "", " ", "5", "5/", "5/mins", "5/10", "5/0s", "-5/m",
+            "abc/m", "1.5/m", "5/1.5s", "0/m", "99999999999999999999/s", "5/9999999999999999d",
+        ];
+        for input in inputs {
+            let runtime = Rate::parse(input).ok();
+            let compile_time = std::panic::catch_unwind(|| Rate::parse_const(input)).ok();
+            assert_eq!(runtime, compile_time, "{input:?}");
+        }
+        const RATE: Rate = crate::rate!("5/10s");
+        assert_eq!(RATE, ok("5/10s"));
     }
 
     #[test]
