@@ -358,7 +358,8 @@ impl Problem {
                 "no period: expected \"N/period\" or \"N per period\", e.g. \"5/10s\"".into()
             }
             Problem::NoPeriodAfterSeparator => {
-                "no period after the separator: expected e.g. \"s\", \"10s\" or \"5 minutes\"".into()
+                "no period after the separator: expected e.g. \"s\", \"10s\" or \"5 minutes\""
+                    .into()
             }
             Problem::Negative(what) => format!("the {what} must not be negative"),
             Problem::Fraction(what, span) => format!(
@@ -426,7 +427,10 @@ const fn separator(bytes: &[u8], span: Span) -> Option<(usize, usize)> {
     // The word "per", between white space or digits.
     let mut i = span.start + 1;
     while i + 3 < span.end {
-        let word = Span { start: i, end: i + 3 };
+        let word = Span {
+            start: i,
+            end: i + 3,
+        };
         let before = bytes[i - 1];
         let after = bytes[i + 3];
         if eq_word(bytes, word, "per")
@@ -743,9 +747,29 @@ mod tests {
     #[test]
     fn compile_time_parser_agrees_with_runtime_parser() {
         let inputs = [
-            "5/10s", "100/m", "2 per second", "10/30 seconds", "1000/500ms", "10000/d", "unlimited",
-            "3 PER MINUTE", "5per10s", "", " ", "5", "5/", "5/mins", "5/10", "5/0s", "-5/m",
-            "abc/m", "1.5/m", "5/1.5s", "0/m", "99999999999999999999/s", "5/9999999999999999d",
+            "5/10s",
+            "100/m",
+            "2 per second",
+            "10/30 seconds",
+            "1000/500ms",
+            "10000/d",
+            "unlimited",
+            "3 PER MINUTE",
+            "5per10s",
+            "",
+            " ",
+            "5",
+            "5/",
+            "5/mins",
+            "5/10",
+            "5/0s",
+            "-5/m",
+            "abc/m",
+            "1.5/m",
+            "5/1.5s",
+            "0/m",
+            "99999999999999999999/s",
+            "5/9999999999999999d",
         ];
         for input in inputs {
             let runtime = Rate::parse(input).ok();

@@ -83,15 +83,29 @@ impl Throttle {
                 "a throttle's uid must not be empty".into(),
             ));
         }
-        Ok(Self {
+        Ok(Self::with_rate(uid, rate.into_rate()?))
+    }
+
+    /// A throttle from an already valid [`Rate`] (for example one from
+    /// [`rate!`](crate::rate!)); infallible.
+    ///
+    /// ```
+    /// use traffik_core::{Throttle, rate};
+    ///
+    /// let throttle = Throttle::with_rate("api", rate!("10/m"));
+    /// assert_eq!(throttle.rate().limit(), 10);
+    /// ```
+    pub fn with_rate(uid: impl Into<String>, rate: Rate) -> Self {
+        let uid: String = uid.into();
+        Self {
             uid: uid.into(),
-            rate: rate.into_rate()?,
+            rate,
             strategy: Arc::new(FixedWindow),
             cost: 1,
             min_wait_period: Duration::ZERO,
             backend: None,
             exempt: Arc::new(HashSet::new()),
-        })
+        }
     }
 
     /// Uses `strategy` (default [`FixedWindow`]).
@@ -163,6 +177,16 @@ impl Throttle {
     /// The throttle's rate.
     pub fn rate(&self) -> &Rate {
         &self.rate
+    }
+
+    /// The throttle's strategy.
+    pub fn strategy_ref(&self) -> &Arc<dyn Strategy> {
+        &self.strategy
+    }
+
+    /// The floor on the wait of a throttled request.
+    pub fn min_wait(&self) -> Duration {
+        self.min_wait_period
     }
 
     /// The default cost of a request.

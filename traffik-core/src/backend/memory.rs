@@ -14,7 +14,7 @@ use crate::clock::{Micros, SharedClock, SystemClock};
 use crate::decision::Decision;
 use crate::error::{Error, Result};
 use crate::rate::Rate;
-use crate::strategy::{Algorithm, StateBytes, Write, check_cost, run};
+use crate::strategy::{Algorithm, StateBytes, Write, run};
 
 /// Expiry of a key stored without a TTL.
 const NEVER: Micros = Micros::MAX;
@@ -54,9 +54,24 @@ fn expiry(now: Micros, ttl: Duration) -> Micros {
     now.saturating_add(u64::try_from(ttl.as_micros()).unwrap_or(u64::MAX))
 }
 
+/// Per-thread scratch space for windowed keys (`key:window`).
+struct KeyBuffer {
+    /// The key being built; reused, so the hot path does not allocate.
+    text: String,
+    /// The last window rendered and its `:{window}` suffix: a window lasts a whole
+    /// period, so nearly every decision reuses it instead of formatting the number.
+    window: u64,
+    suffix: String,
+}
+
 thread_local! {
-    /// Reused buffer for windowed keys, so the hot path does not allocate.
-    static KEY_BUFFER: RefCell<String> = const { RefCell::new(String::new()) };
+    static KEY_BUFFER: RefCell<KeyBuffer> = const {
+        RefCell::new(KeyBuffer {
+            text: String::new(),
+            window: 0,
+            suffix: String::new(),
+        })
+    };
 }
 
 /// Keeps throttle state in process memory: a sharded concurrent map (dashmap) with a
@@ -305,7 +320,8 @@ impl InMemoryBackend {
         if rate.is_unlimited() {
             return Ok(Decision::unlimited());
         }
-        check_cost(algorithm, rate, cost)?;
+        // `run` checks the cost against the capacity (under the shard lock, leaving the
+        // state alone when it fails): checking here too would cost a second call.
         let now = self.now_micros();
         let step = |state: Option<&[u8]>| match run(algorithm, state, now, rate, cost) {
             Ok(transition) => (transition.write, Ok(transition.decision)),
@@ -378,33 +394,23 @@ impl Inner {
 fn with_window_key<R>(key: &str, window: u64, f: impl FnOnce(&str) -> R) -> R {
     KEY_BUFFER.with(|buffer| match buffer.try_borrow_mut() {
         Ok(mut buffer) => {
-            buffer.clear();
-            buffer.push_str(key);
-            push_window(&mut buffer, window);
-            f(&buffer)
+            let KeyBuffer {
+                text,
+                window: cached,
+                suffix,
+            } = &mut *buffer;
+            if *cached != window || suffix.is_empty() {
+                suffix.clear();
+                let _ = write!(suffix, ":{window}");
+                *cached = window;
+            }
+            text.clear();
+            text.push_str(key);
+            text.push_str(suffix);
+            f(text)
         }
         Err(_) => f(&format!("{key}:{window}")),
     })
-}
-
-/// Appends `:{window}` to `buffer`, as `write!(buffer, ":{window}")` would, without the
-/// formatting machinery (a measurable share of a decision).
-fn push_window(buffer: &mut String, window: u64) {
-    let mut digits = [0u8; 21];
-    let mut start = digits.len();
-    let mut rest = window;
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    start -= 1;
-    digits[start] = b':';
-    // ASCII digits and a colon: always valid UTF-8.
-    buffer.push_str(std::str::from_utf8(&digits[start..]).unwrap_or_default());
 }
 
 fn parse_integer(bytes: &[u8]) -> Option<i64> {
@@ -627,9 +633,15 @@ mod tests {
 
     #[test]
     fn window_key_matches_format() {
-        for window in [0, 1, 9, 10, 99, 100, 1_700_000_000, u64::MAX / 10, u64::MAX] {
+        // Repeats and returns exercise the cached suffix.
+        for window in [0, 0, 1, 9, 10, 10, 99, 100, 1_700_000_000, u64::MAX, 0] {
             let built = with_window_key("{api:10.0.0.1}:http:GET:/", window, str::to_owned);
             assert_eq!(built, format!("{{api:10.0.0.1}}:http:GET:/:{window}"));
         }
+        // A nested call (the buffer is in use) builds its own key.
+        let nested = with_window_key("outer", 1, |outer| {
+            with_window_key("inner", 2, |inner| format!("{outer} {inner}"))
+        });
+        assert_eq!(nested, "outer:1 inner:2");
     }
 }
