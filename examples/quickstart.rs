@@ -1,36 +1,76 @@
-//! Quick start: one throttle of "5/10s" per client on the in-memory backend.
+//! Quick start: `GET /api/data`, five requests per ten seconds per client.
 //!
-//! The twin of the seed README's first quick-start example, without a web framework:
-//! a client makes seven requests to `GET /api/data`; the first five pass, the rest are
-//! told how long to wait.
+//! The twin of the seed README's "Quick Start Guide, 1. Basic HTTP Throttling with
+//! Starlette": an in-memory backend (namespace `myapp`, not persistent), one throttle
+//! `basic_limit` of `5/10s`, and an endpoint answering `{"message":"Success"}`.
+//!
+//! Clients are told apart by their IP address, so the app is served with
+//! `into_make_service_with_connect_info::<SocketAddr>()`. The sixth request within ten
+//! seconds gets `429 Too Many Requests`, `Retry-After` and the `RateLimit` headers.
 //!
 //! ```sh
 //! cargo run --example quickstart
+//! curl -i http://127.0.0.1:3000/api/data    # six times
 //! ```
+//!
+//! `TRAFFIK_ADDR` changes the address (default `127.0.0.1:3000`).
 
+use std::net::SocketAddr;
+
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
 use traffik::prelude::*;
 
+// The rate literal is checked at compile time: `"5/10sec"` compiles, `"5/10 fortnights"`
+// does not.
+throttle!(BasicLimit = HttpThrottle::new("basic_limit", "5/10s"));
+
+/// `GET /api/data`: runs only when the client is within its limit.
+async fn throttled_endpoint(_: Throttled<BasicLimit>) -> Json<Value> {
+    Json(json!({ "message": "Success" }))
+}
+
+/// The app, deciding on `traffik`'s backend.
+pub fn app(traffik: Traffik) -> Router {
+    Router::new()
+        .route("/api/data", get(throttled_endpoint))
+        .with_state(traffik)
+}
+
 #[tokio::main]
-async fn main() -> Result<(), traffik::Error> {
-    tracing_subscriber::fmt().with_target(false).init();
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt().init();
 
-    let backend = InMemoryBackend::new("myapp");
-    let throttle = Throttle::new("basic_limit", "5/10s")?;
-    let client = Identity::client("192.0.2.1");
+    // The seed's `InMemoryBackend(namespace="myapp", persistent=False)`: its counters are
+    // dropped when the app stops.
+    let backend = InMemoryBackend::builder("myapp").persistent(false).build();
+    let traffik = Traffik::new(backend);
 
-    for request in 1..=7 {
-        let decision = throttle
-            .hit(&client, "http:GET:/api/data", &backend)
-            .await?;
-        if decision.allowed {
-            tracing::info!(request, remaining = decision.remaining, "200 OK");
-        } else {
-            tracing::warn!(
-                request,
-                retry_after = decision.retry_after_secs(),
-                "429 Too Many Requests"
-            );
+    let addr = std::env::var("TRAFFIK_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
+    let listener = TcpListener::bind(&addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "try GET /api/data");
+
+    let service = app(traffik.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    // The seed's `lifespan=backend.lifespan`: initialize the backend, serve, close it.
+    traffik
+        .lifespan(async {
+            axum::serve(listener, service)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+        })
+        .await??;
+    Ok(())
+}
+
+/// Resolves on ctrl-c. If the signal cannot be listened for, the server runs until killed.
+async fn shutdown_signal() {
+    match tokio::signal::ctrl_c().await {
+        Ok(()) => tracing::info!("shutting down"),
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for ctrl-c; stop the server with a signal");
+            std::future::pending::<()>().await;
         }
     }
-    backend.close().await
 }

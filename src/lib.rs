@@ -13,18 +13,28 @@
 //! ```
 
 pub use traffik_axum as axum;
+pub use traffik_axum::{
+    ClientIpConfig, HeaderPolicy, HttpThrottle, MiddlewareThrottle, RequestBackend, ThrottleLayer,
+    ThrottleRejection, Throttled, Traffik, WsThrottle, throttle,
+};
 pub use traffik_core::*;
 pub use traffik_macros as macros;
 
 /// The types most programs need.
 pub mod prelude {
+    pub use traffik_axum::client_ip::ProxyHeader;
+    pub use traffik_axum::{
+        ClientIpConfig, HeaderPolicy, HttpThrottle, MiddlewareThrottle, RequestBackend,
+        ThrottleLayer, ThrottleRejection, Throttled, ThrottledInfo, Traffik, WsOnThrottled,
+        WsThrottle, WsVerdict, throttle,
+    };
     pub use traffik_core::strategy::{
         Algorithm, FixedWindow, Gcra, LeakyBucket, LeakyBucketWithQueue, SlidingWindowCounter,
         SlidingWindowLog, Strategy, TokenBucket, TokenBucketWithDebt,
     };
     pub use traffik_core::{
-        Backend, Clock, Decision, Error, Identity, InMemoryBackend, ManualClock, Rate, SystemClock,
-        Throttle,
+        Backend, Clock, Decision, Error, Identity, InMemoryBackend, ManualClock, Rate,
+        SharedBackend, SystemClock, Throttle, rate,
     };
 }
 

@@ -1,8 +1,6 @@
 //! Judging one request against one [`HttpThrottle`]: identify, scope, pick the backend,
 //! decide, answer. The extractor, the layer and `#[throttled]` all go through here.
 
-use std::fmt::Write as _;
-
 use axum::extract::MatchedPath;
 use axum::response::Response;
 use http::request::Parts;
@@ -33,14 +31,22 @@ pub struct RequestBackend(pub SharedBackend);
 
 /// The scope of an HTTP request: `http:{METHOD}:{route}`, with axum's matched route
 /// (`/users/{id}`) so that ids do not multiply a client's quota; the raw path only where
-/// no route matched.
+/// no route matched. `HEAD` counts as `GET`, since axum answers it with the GET handler.
 pub fn http_scope(parts: &Parts) -> String {
     let path = match parts.extensions.get::<MatchedPath>() {
         Some(matched) => matched.as_str(),
         None => parts.uri.path(),
     };
-    let mut scope = String::with_capacity(6 + parts.method.as_str().len() + path.len());
-    let _ = write!(scope, "http:{}:{}", parts.method, path);
+    let method = if parts.method == http::Method::HEAD {
+        "GET"
+    } else {
+        parts.method.as_str()
+    };
+    let mut scope = String::with_capacity(6 + method.len() + path.len());
+    scope.push_str("http:");
+    scope.push_str(method);
+    scope.push(':');
+    scope.push_str(path);
     scope
 }
 

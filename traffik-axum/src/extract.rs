@@ -172,7 +172,7 @@ impl<T> IntoResponseParts for Throttled<T> {
 macro_rules! throttle {
     ($(#[$meta:meta])* $vis:vis $name:ident = HttpThrottle::new($uid:expr, $rate:literal $(,)?) $($rest:tt)*) => {
         $crate::throttle!(@static $(#[$meta])* $vis $name =
-            $crate::HttpThrottle::new($uid, $crate::core::rate!($rate)) $($rest)*);
+            HttpThrottle::new($uid, $crate::core::rate!($rate)) $($rest)*);
     };
     ($(#[$meta:meta])* $vis:vis $name:ident = $init:expr) => {
         $crate::throttle!(@static $(#[$meta])* $vis $name = $init);

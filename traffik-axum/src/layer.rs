@@ -56,7 +56,7 @@ impl PathFilter {
 /// let admin = MiddlewareThrottle::new(HttpThrottle::new("admin", rate!("5/m")))
 ///     .path_regex(r"^/admin/.*")?;
 /// # let _ = (writes, admin);
-/// # Ok::<(), regex_lite::Error>(())
+/// # Ok::<(), traffik_core::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct MiddlewareThrottle {
@@ -86,9 +86,13 @@ impl MiddlewareThrottle {
         self
     }
 
-    /// Only paths matching `pattern` (a regular expression).
-    pub fn path_regex(mut self, pattern: &str) -> Result<Self, regex_lite::Error> {
-        self.path = Some(PathFilter::Regex(regex_lite::Regex::new(pattern)?));
+    /// Only paths matching `pattern` (a regular expression); an invalid pattern is
+    /// [`Error::Configuration`](traffik_core::Error::Configuration), at start-up.
+    pub fn path_regex(mut self, pattern: &str) -> traffik_core::Result<Self> {
+        let regex = regex_lite::Regex::new(pattern).map_err(|error| {
+            traffik_core::Error::Configuration(format!("invalid path pattern {pattern:?}: {error}"))
+        })?;
+        self.path = Some(PathFilter::Regex(regex));
         Ok(self)
     }
 

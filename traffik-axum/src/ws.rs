@@ -32,10 +32,13 @@ pub enum WsOnThrottled {
 pub enum WsVerdict {
     /// Process the message.
     Allowed,
-    /// Skip it: the client was told (or the connection closed, see [`WsOnThrottled`]).
+    /// Skip it: the client was told, or the connection is closing (see
+    /// [`WsOnThrottled`]).
     Throttled {
         /// Whole seconds until a message would be admitted (rounded up).
         retry_after: u64,
+        /// Whether a close frame was sent: stop reading once the client acknowledges it.
+        closed: bool,
     },
 }
 
@@ -115,6 +118,7 @@ impl<T> WsThrottle<T> {
             return Ok(WsVerdict::Allowed);
         }
         let retry_after = decision.retry_after_secs();
+        let closed = self.on_throttled != WsOnThrottled::Notify;
         match self.on_throttled {
             WsOnThrottled::Notify => {
                 let body = serde_json::json!({
@@ -137,7 +141,10 @@ impl<T> WsThrottle<T> {
                 socket.send(Message::Close(Some(frame))).await?;
             }
         }
-        Ok(WsVerdict::Throttled { retry_after })
+        Ok(WsVerdict::Throttled {
+            retry_after,
+            closed,
+        })
     }
 
     /// The client identity captured at upgrade.

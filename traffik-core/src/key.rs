@@ -6,14 +6,49 @@
 //! bytes never appear raw in the uid or identity part. The scope keeps `:` and braces
 //! (`http:GET:/users/{id}`) since it comes after the tag.
 
-use std::borrow::Cow;
+/// Which bytes of a key component are percent-escaped.
+#[derive(Clone, Copy)]
+enum Escape {
+    /// uid and identity: structure characters too.
+    Component,
+    /// scope: only what no store accepts raw.
+    Scope,
+}
 
-use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+impl Escape {
+    fn needs(self, byte: u8) -> bool {
+        let always = byte.is_ascii_control() || byte == b' ' || byte == b'%' || !byte.is_ascii();
+        match self {
+            Escape::Component => always || matches!(byte, b':' | b'{' | b'}'),
+            Escape::Scope => always,
+        }
+    }
+}
 
-/// Bytes escaped in the uid and identity.
-const COMPONENT: &AsciiSet = &CONTROLS.add(b' ').add(b':').add(b'{').add(b'}').add(b'%');
-/// Bytes escaped in the scope.
-const SCOPE: &AsciiSet = &CONTROLS.add(b' ').add(b'%');
+/// Appends `text` to `key`, percent-escaping the bytes `escape` names. Runs of plain
+/// bytes are copied at once (this runs on every request).
+fn push_escaped(key: &mut String, text: &str, escape: Escape) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let bytes = text.as_bytes();
+    let mut run = 0;
+    for (i, &byte) in bytes.iter().enumerate() {
+        if escape.needs(byte) {
+            push_ascii(key, &bytes[run..i]);
+            key.push('%');
+            key.push(char::from(HEX[usize::from(byte >> 4)]));
+            key.push(char::from(HEX[usize::from(byte & 0xF)]));
+            run = i + 1;
+        }
+    }
+    push_ascii(key, &bytes[run..]);
+}
+
+/// Appends bytes known to be ASCII (a run between escaped bytes).
+fn push_ascii(key: &mut String, bytes: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        key.push_str(text);
+    }
+}
 
 /// Who a request comes from, as far as a throttle is concerned.
 ///
@@ -64,10 +99,6 @@ impl From<String> for Identity {
     }
 }
 
-fn escape<'a>(text: &'a str, set: &'static AsciiSet) -> Cow<'a, str> {
-    utf8_percent_encode(text, set).into()
-}
-
 /// The key a throttle's state lives under for one client and scope, relative to the
 /// backend's namespace.
 ///
@@ -80,18 +111,15 @@ fn escape<'a>(text: &'a str, set: &'static AsciiSet) -> Cow<'a, str> {
 /// assert_ne!(throttle_key("a:b", "c", ""), throttle_key("a", "b:c", ""));
 /// ```
 pub fn throttle_key(uid: &str, identity: &str, scope: &str) -> String {
-    let uid = escape(uid, COMPONENT);
-    let identity = escape(identity, COMPONENT);
-    let scope = escape(scope, SCOPE);
     let mut key = String::with_capacity(uid.len() + identity.len() + scope.len() + 4);
     key.push('{');
-    key.push_str(&uid);
+    push_escaped(&mut key, uid, Escape::Component);
     key.push(':');
-    key.push_str(&identity);
+    push_escaped(&mut key, identity, Escape::Component);
     key.push('}');
     if !scope.is_empty() {
         key.push(':');
-        key.push_str(&scope);
+        push_escaped(&mut key, scope, Escape::Scope);
     }
     key
 }

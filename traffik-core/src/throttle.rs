@@ -126,7 +126,9 @@ impl Throttle {
         self
     }
 
-    /// A throttled request waits at least this long (a floor on the wait of denials only).
+    /// A throttled request is told to wait at least this long: a floor on the reported wait
+    /// (`Retry-After`) of denials only. It does not lengthen the strategy's state: a client
+    /// that comes back before the floor, once its strategy admits it again, is admitted.
     pub fn min_wait_period(mut self, floor: Duration) -> Self {
         self.min_wait_period = floor;
         self

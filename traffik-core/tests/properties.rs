@@ -146,3 +146,29 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// Distinct (uid, identity) pairs never share a key, and no key holds white space or
+    /// control characters, whatever the input.
+    #[test]
+    fn keys_are_injective_and_clean(a in ".{0,12}", b in ".{0,12}", c in ".{0,12}", d in ".{0,12}", scope in ".{0,12}") {
+        use traffik_core::key::throttle_key;
+        let first = throttle_key(&a, &b, &scope);
+        let second = throttle_key(&c, &d, &scope);
+        prop_assert_eq!(first == second, (a, b) == (c, d));
+        prop_assert!(!first.chars().any(|ch| ch.is_whitespace() || ch.is_control()));
+        prop_assert!(first.is_ascii());
+    }
+
+    /// The rate parser never panics, and what it accepts displays back to itself.
+    #[test]
+    fn rate_parser_is_total(text in ".{0,24}", limit in 1u64..1_000_000, count in 1u64..1000, unit in prop::sample::select(vec!["ms", "s", "sec", "minutes", "HR", "d"])) {
+        if let Ok(rate) = Rate::parse(&text) {
+            prop_assert_eq!(Rate::parse(&rate.to_string()).ok(), Some(rate));
+        }
+        let text = format!("{limit} per {count} {unit}");
+        let rate = Rate::parse(&text).unwrap();
+        prop_assert_eq!(rate.limit(), limit);
+        prop_assert_eq!(Rate::parse(&rate.to_string()).ok(), Some(rate));
+    }
+}
