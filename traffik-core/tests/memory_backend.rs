@@ -119,3 +119,36 @@ async fn clones_share_one_store() {
     b.reset().await.unwrap();
     assert!(a.get("k").await.unwrap().is_none());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_released_lock_wakes_its_waiters_at_once() {
+    use std::sync::Arc;
+    use traffik_core::LockOptions;
+
+    // 100 tasks contend for one lock, each holding it across a few awaits. Time is virtual:
+    // it moves only when every task waits on a timer. Woken by each release, the waiters
+    // never need their back-off timers, so no virtual time passes.
+    let backend = Arc::new(InMemoryBackend::new("locks"));
+    let options = LockOptions::new(Duration::from_secs(10)).blocking(Duration::from_secs(2));
+    let started = tokio::time::Instant::now();
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let backend = backend.clone();
+            tokio::spawn(async move {
+                let lock = backend.lock("shared", options).await?;
+                for _ in 0..3 {
+                    tokio::task::yield_now().await;
+                }
+                lock.release().await
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), Ok(true));
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(1),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -111,6 +111,8 @@ struct Inner {
     sweep_interval: Duration,
     sweeper: Mutex<Option<tokio::task::AbortHandle>>,
     next_token: AtomicU64,
+    /// Wakes the tasks waiting for a lock when one is released.
+    lock_released: tokio::sync::Notify,
 }
 
 impl Drop for Inner {
@@ -159,6 +161,8 @@ impl InMemoryBackendBuilder {
     /// The backend. Inside a Tokio runtime this starts the sweeper; elsewhere the sweeper
     /// starts with [`Backend::initialize`].
     pub fn build(self) -> InMemoryBackend {
+        // The first read of the system clock calibrates it: pay that now, not on a request.
+        let _ = self.clock.now_micros();
         let backend = InMemoryBackend {
             inner: Arc::new(Inner {
                 namespace: self.namespace,
@@ -172,6 +176,7 @@ impl InMemoryBackendBuilder {
                 sweep_interval: self.sweep_interval,
                 sweeper: Mutex::new(None),
                 next_token: AtomicU64::new(1),
+                lock_released: tokio::sync::Notify::new(),
             }),
         };
         backend.start_sweeper();
@@ -448,12 +453,16 @@ impl LockRelease for MemoryLockRelease {
     fn release(self: Box<Self>) -> BackendFuture<'static, Result<bool>> {
         let released = self.backend.upgrade().is_some_and(|inner| {
             let now = inner.clock.now_micros();
-            inner
+            let removed = inner
                 .map
                 .remove_if(self.name.as_str(), |_, slot| {
                     slot.live(now) == Some(&self.token[..])
                 })
-                .is_some()
+                .is_some();
+            if removed {
+                inner.lock_released.notify_waiters();
+            }
+            removed
         });
         BackendFuture::ready(Ok(released))
     }
@@ -556,6 +565,10 @@ impl Backend for InMemoryBackend {
             let started = tokio::time::Instant::now();
             let mut backoff = Duration::from_millis(1);
             loop {
+                // Registered before trying, so a release between the try and the wait is
+                // not missed.
+                let mut released = std::pin::pin!(self.inner.lock_released.notified());
+                released.as_mut().enable();
                 self.check_open()?;
                 let now = self.now_micros();
                 let acquired = self.with_slot(name, now, |state| match state {
@@ -579,8 +592,12 @@ impl Backend for InMemoryBackend {
                 let waited = started.elapsed();
                 match options.wait {
                     Some(limit) if waited < limit => {
-                        tokio::time::sleep(backoff.min(limit - waited)).await;
-                        backoff = (backoff * 2).min(Duration::from_millis(50));
+                        // A release wakes the waiters at once; the timer covers a holder
+                        // whose lock expires instead.
+                        let timer = backoff.min(limit - waited);
+                        if tokio::time::timeout(timer, released).await.is_err() {
+                            backoff = (backoff * 2).min(Duration::from_millis(50));
+                        }
                     }
                     _ => {
                         return Err(Error::LockTimeout {

@@ -17,9 +17,20 @@ pub(crate) mod tag {
     pub const GCRA: u8 = 0xD1;
 }
 
-/// Encodes `fields` after `tag`.
+/// Encodes `fields` after `tag`. States that fit inline (every built-in's but the
+/// sliding log's) are written straight into the inline buffer.
 pub(crate) fn encode(tag: u8, fields: &[u64]) -> StateBytes {
-    let mut out = StateBytes::with_capacity(1 + 8 * fields.len());
+    const INLINE: usize = 32;
+    let len = 1 + 8 * fields.len();
+    if len <= INLINE {
+        let mut buffer = [0u8; INLINE];
+        buffer[0] = tag;
+        for (chunk, field) in buffer[1..len].chunks_exact_mut(8).zip(fields) {
+            chunk.copy_from_slice(&field.to_le_bytes());
+        }
+        return StateBytes::from_buf_and_len(buffer, len);
+    }
+    let mut out = StateBytes::with_capacity(len);
     out.push(tag);
     for field in fields {
         out.extend_from_slice(&field.to_le_bytes());

@@ -39,8 +39,9 @@ use crate::decision::Decision;
 use crate::error::{Error, Result};
 use crate::rate::Rate;
 
-/// Encoded strategy state, as stored by a backend. Small states live inline.
-pub type StateBytes = SmallVec<[u8; 24]>;
+/// Encoded strategy state, as stored by a backend. Small states (every built-in's but the
+/// sliding log's) live inline, with no allocation.
+pub type StateBytes = SmallVec<[u8; 32]>;
 
 /// What a backend must do with the stored state after a transition.
 #[derive(Debug, Clone, PartialEq)]
