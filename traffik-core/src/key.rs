@@ -6,47 +6,55 @@
 //! bytes never appear raw in the uid or identity part. The scope keeps `:` and braces
 //! (`http:GET:/users/{id}`) since it comes after the tag.
 
-/// Which bytes of a key component are percent-escaped.
-#[derive(Clone, Copy)]
-enum Escape {
-    /// uid and identity: structure characters too.
-    Component,
-    /// scope: only what no store accepts raw.
-    Scope,
-}
+/// Which bytes of a key component are percent-escaped: a table per set, indexed by byte.
+type Escape = [bool; 256];
 
-impl Escape {
-    fn needs(self, byte: u8) -> bool {
-        let always = byte.is_ascii_control() || byte == b' ' || byte == b'%' || !byte.is_ascii();
-        match self {
-            Escape::Component => always || matches!(byte, b':' | b'{' | b'}'),
-            Escape::Scope => always,
-        }
+/// Bytes no store accepts raw: control characters, space, `%` (the escape itself) and
+/// every non-ASCII byte.
+const fn scope_set() -> Escape {
+    let mut set = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        set[byte] = byte < 0x20
+            || byte == 0x7F
+            || byte >= 0x80
+            || byte == b' ' as usize
+            || byte == b'%' as usize;
+        byte += 1;
     }
+    set
 }
 
-/// Appends `text` to `key`, percent-escaping the bytes `escape` names. Runs of plain
-/// bytes are copied at once (this runs on every request).
-fn push_escaped(key: &mut String, text: &str, escape: Escape) {
+/// The scope's set plus the key's structure: `:`, `{` and `}`.
+const fn component_set() -> Escape {
+    let mut set = scope_set();
+    set[b':' as usize] = true;
+    set[b'{' as usize] = true;
+    set[b'}' as usize] = true;
+    set
+}
+
+/// Escaped in the uid and identity.
+const COMPONENT: Escape = component_set();
+/// Escaped in the scope.
+const SCOPE: Escape = scope_set();
+
+/// Appends `text` to `key`, percent-escaping the bytes `escape` names. Text with nothing
+/// to escape (IP addresses, ids, routes: nearly always) is copied at once.
+fn push_escaped(key: &mut String, text: &str, escape: &Escape) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let bytes = text.as_bytes();
-    let mut run = 0;
-    for (i, &byte) in bytes.iter().enumerate() {
-        if escape.needs(byte) {
-            push_ascii(key, &bytes[run..i]);
+    if !text.bytes().any(|byte| escape[usize::from(byte)]) {
+        key.push_str(text);
+        return;
+    }
+    for byte in text.bytes() {
+        if escape[usize::from(byte)] {
             key.push('%');
             key.push(char::from(HEX[usize::from(byte >> 4)]));
             key.push(char::from(HEX[usize::from(byte & 0xF)]));
-            run = i + 1;
+        } else {
+            key.push(char::from(byte));
         }
-    }
-    push_ascii(key, &bytes[run..]);
-}
-
-/// Appends bytes known to be ASCII (a run between escaped bytes).
-fn push_ascii(key: &mut String, bytes: &[u8]) {
-    if let Ok(text) = std::str::from_utf8(bytes) {
-        key.push_str(text);
     }
 }
 
@@ -113,13 +121,13 @@ impl From<String> for Identity {
 pub fn throttle_key(uid: &str, identity: &str, scope: &str) -> String {
     let mut key = String::with_capacity(uid.len() + identity.len() + scope.len() + 4);
     key.push('{');
-    push_escaped(&mut key, uid, Escape::Component);
+    push_escaped(&mut key, uid, &COMPONENT);
     key.push(':');
-    push_escaped(&mut key, identity, Escape::Component);
+    push_escaped(&mut key, identity, &COMPONENT);
     key.push('}');
     if !scope.is_empty() {
         key.push(':');
-        push_escaped(&mut key, scope, Escape::Scope);
+        push_escaped(&mut key, scope, &SCOPE);
     }
     key
 }
