@@ -15,8 +15,6 @@
 //! curl -i http://127.0.0.1:3000/api/custom
 //! ```
 
-use std::net::SocketAddr;
-
 use axum::Json;
 use axum::Router;
 use axum::routing::get;
@@ -68,24 +66,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The lifespan opens and closes the shared backend; the throttle's own backend lives
     // as long as the throttle (the whole process).
-    shared
-        .lifespan(async {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-        })
-        .await??;
+    shared.serve(listener, app).await?;
     Ok(())
-}
-
-/// Resolves on ctrl-c.
-async fn shutdown_signal() {
-    if let Err(error) = tokio::signal::ctrl_c().await {
-        tracing::error!(%error, "cannot listen for ctrl-c; serving until killed");
-        std::future::pending::<()>().await;
-    }
-    tracing::info!("shutting down");
 }

@@ -27,7 +27,6 @@
 //! ```
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -197,24 +196,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "listening");
 
-    traffik
-        .lifespan(async {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-        })
-        .await??;
+    traffik.serve(listener, app).await?;
     Ok(())
-}
-
-/// Resolves on ctrl-c.
-async fn shutdown_signal() {
-    if let Err(error) = tokio::signal::ctrl_c().await {
-        tracing::error!(%error, "cannot listen for ctrl-c; serving until killed");
-        std::future::pending::<()>().await;
-    }
-    tracing::info!("shutting down");
 }

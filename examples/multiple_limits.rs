@@ -22,8 +22,6 @@
 //!
 //! `TRAFFIK_ADDR` changes the address (default `127.0.0.1:3000`).
 
-use std::net::SocketAddr;
-
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
@@ -64,24 +62,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = TcpListener::bind(&addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "try GET /api/data");
 
-    let service = app(traffik.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    traffik
-        .lifespan(async {
-            axum::serve(listener, service)
-                .with_graceful_shutdown(shutdown_signal())
-                .await
-        })
-        .await??;
+    traffik.serve(listener, app(traffik.clone())).await?;
     Ok(())
-}
-
-/// Resolves on ctrl-c. If the signal cannot be listened for, the server runs until killed.
-async fn shutdown_signal() {
-    match tokio::signal::ctrl_c().await {
-        Ok(()) => tracing::info!("shutting down"),
-        Err(error) => {
-            tracing::error!(%error, "cannot listen for ctrl-c; stop the server with a signal");
-            std::future::pending::<()>().await;
-        }
-    }
 }

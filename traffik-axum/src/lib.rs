@@ -49,7 +49,7 @@ pub use headers::HeaderPolicy;
 pub use http_throttle::{HttpThrottle, ThrottledInfo};
 pub use layer::{MiddlewareThrottle, ThrottleLayer, ThrottleService};
 pub use rejection::ThrottleRejection;
-pub use state::Traffik;
+pub use state::{ServeError, Traffik};
 pub use ws::{WsOnThrottled, WsThrottle, WsVerdict};
 
 #[doc(hidden)]

@@ -1,7 +1,11 @@
 //! [`Traffik`]: the backend and app-wide defaults, held in the app state.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
+
+use axum::Router;
+use tokio::net::TcpListener;
 
 use traffik_core::{Backend, SharedBackend};
 
@@ -93,5 +97,70 @@ impl Traffik {
         let output = serve.await;
         self.backend.close().await?;
         Ok(output)
+    }
+
+    /// Serves `app` on `listener` for as long as the process runs, the way every Traffik
+    /// example does: with connect info (the client IP the default identifier needs),
+    /// inside the backend's [lifespan](Self::lifespan), stopping gracefully on ctrl-c.
+    ///
+    /// ```no_run
+    /// use axum::{Router, routing::get};
+    /// use traffik_axum::Traffik;
+    /// use traffik_core::InMemoryBackend;
+    ///
+    /// # async fn run() -> Result<(), traffik_axum::ServeError> {
+    /// let traffik = Traffik::new(InMemoryBackend::new("app"));
+    /// let app = Router::new().route("/", get(|| async { "hi" })).with_state(traffik.clone());
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    /// traffik.serve(listener, app).await
+    /// # }
+    /// ```
+    pub async fn serve(&self, listener: TcpListener, app: Router) -> Result<(), ServeError> {
+        self.serve_until(listener, app, ctrl_c()).await
+    }
+
+    /// [`serve`](Self::serve), stopping gracefully when `shutdown` completes.
+    pub async fn serve_until<F>(
+        &self,
+        listener: TcpListener,
+        app: Router,
+        shutdown: F,
+    ) -> Result<(), ServeError>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        tracing::info!(addr = %listener.local_addr()?, "serving");
+        let service = app.into_make_service_with_connect_info::<SocketAddr>();
+        self.lifespan(async {
+            axum::serve(listener, service)
+                .with_graceful_shutdown(shutdown)
+                .await
+        })
+        .await??;
+        Ok(())
+    }
+}
+
+/// Why [`Traffik::serve`] stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The listener or a connection failed.
+    #[error("server I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The backend could not be initialized or closed.
+    #[error(transparent)]
+    Backend(#[from] traffik_core::Error),
+}
+
+/// Resolves on ctrl-c; if the signal cannot be listened for, never (the server then runs
+/// until it is killed).
+async fn ctrl_c() {
+    match tokio::signal::ctrl_c().await {
+        Ok(()) => tracing::info!("shutting down"),
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for ctrl-c; stop the server with a signal");
+            std::future::pending::<()>().await;
+        }
     }
 }
