@@ -19,6 +19,7 @@ pub use traffik_axum::{
 };
 pub use traffik_core::*;
 pub use traffik_macros as macros;
+pub use traffik_macros::throttled;
 
 /// The types most programs need.
 pub mod prelude {
@@ -36,6 +37,10 @@ pub mod prelude {
         Backend, Clock, Decision, Error, Identity, InMemoryBackend, ManualClock, Rate,
         SharedBackend, SystemClock, Throttle, rate,
     };
+    pub use traffik_macros::throttled;
+
+    #[cfg(feature = "redis")]
+    pub use traffik_core::RedisBackend;
 }
 
 /// The README's Rust examples, compiled and run as doctests so they cannot rot.

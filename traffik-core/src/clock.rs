@@ -156,6 +156,9 @@ impl Clock for ManualClock {
     }
 }
 
+/// A shared clock handle.
+pub type SharedClock = Arc<dyn Clock>;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +178,3 @@ mod tests {
         }
     }
 }
-
-/// A shared clock handle.
-pub type SharedClock = Arc<dyn Clock>;

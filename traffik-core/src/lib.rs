@@ -31,6 +31,8 @@ pub use backend::{
     Backend, BackendFuture, InMemoryBackend, InMemoryBackendBuilder, Lock, LockOptions,
     SharedBackend,
 };
+#[cfg(feature = "redis")]
+pub use backend::{RedisBackend, RedisBackendBuilder};
 pub use clock::{Clock, ManualClock, Micros, SharedClock, SystemClock};
 pub use decision::Decision;
 pub use error::{Error, Result};

@@ -12,11 +12,17 @@
 mod future;
 mod lock;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{
+    ConnectFuture, ConnectionFactory, RedisBackend, RedisBackendBuilder, deadpool_redis,
+};
 pub use future::BackendFuture;
 pub use lock::{Lock, LockOptions, LockRelease};
 pub use memory::{InMemoryBackend, InMemoryBackendBuilder};

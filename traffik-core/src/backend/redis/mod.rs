@@ -1,0 +1,1041 @@
+//! [`RedisBackend`]: state in Redis (standalone or Cluster), shared by every process.
+//!
+//! * Every built-in strategy runs as one Lua script (`scripts/*.lua`): one round trip per
+//!   decision (`EVALSHA`, falling back to `EVAL` once on `NOSCRIPT`), atomic on the
+//!   server, no client-side lock. The scripts read the server's `TIME`, so clock skew
+//!   between app servers cannot break a limit, and every key they write has a TTL.
+//! * The scripts read and write the same bytes as the Rust strategies
+//!   (`strategy/codec.rs`), so [`Backend::peek`], [`Backend::get`] and corrupt-state
+//!   handling agree with every other backend. A differential test checks that the
+//!   scripts and the Rust functions decide alike.
+//! * Lua numbers are doubles, exact below 2^53. A configuration whose counts times its
+//!   period in microseconds exceed 2^50 runs on the generic path instead
+//!   ([`Backend::update`]: a compare-and-set script in a loop), which is exact for any
+//!   configuration.
+//! * With an explicit clock ([`RedisBackendBuilder::clock`], for tests and simulations)
+//!   the scripts are given that clock's time, and expiry is judged against it too: keys
+//!   still get a real Redis TTL (nothing leaks), offset so that it maps the clock's
+//!   expiry time, and each read compares the key's `PEXPIRETIME` (Redis 7) with the
+//!   given time.
+//!
+//! # Keys
+//!
+//! A key `k` is stored at `namespace:k`; [`Backend::reset`] deletes `namespace:*` with
+//! `SCAN` in batches (on every primary of a cluster), never `KEYS`. Throttle keys carry a
+//! Redis Cluster hash tag (`{uid:client}:scope`), so a fixed window's `k:window` lands in
+//! the slot of `k`; in a cluster, a windowed built-in on a key without a hash tag takes
+//! the generic path. Namespaces must not contain braces, and should not be a prefix of
+//! another namespace followed by `:` (`a` and `a:b` share keys).
+
+mod conn;
+mod scripts;
+
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use deadpool_redis::redis::{self, Cmd, FromRedisValue, RedisError};
+
+pub use conn::{ConnectFuture, ConnectionFactory};
+/// The deadpool-redis this backend is built on (and its `redis`), for building pools and
+/// connections of matching versions.
+pub use deadpool_redis;
+
+use self::conn::{Conn, Shared, Source};
+use self::scripts::{LuaScript, Plan, SCRIPTS};
+use super::{Backend, BackendFuture, Lock, LockOptions, LockRelease, UpdateFn};
+use crate::clock::{Clock, Micros, SharedClock, SystemClock};
+use crate::decision::Decision;
+use crate::error::{Error, Result};
+use crate::rate::Rate;
+use crate::strategy::{Algorithm, Builtin, Write, check_cost, run, state_key};
+
+/// Keys deleted per `UNLINK` (and asked for per `SCAN` step) by [`Backend::reset`].
+const RESET_BATCH: usize = 500;
+/// How far ahead of an explicit clock's expiry time the real Redis expiry is set: room
+/// for skew between this host and the server, and for an explicit clock set back (a
+/// test of a wall clock stepping back) by up to this much from where it stood when the
+/// backend was built. Keys of such a backend outlive their TTL by up to this in real
+/// time; explicit clocks are for tests and simulations.
+const EXPLICIT_CLOCK_MARGIN_MS: i64 = 86_400_000;
+
+/// Keeps throttle state in Redis, shared by every process that uses the same server
+/// and namespace.
+///
+/// Built from a URL, an existing deadpool-redis pool, a Redis Cluster, or a connection
+/// factory. Clones share the same connection.
+///
+/// ```no_run
+/// use traffik_core::{Backend, RedisBackend, Rate, strategy::FixedWindow};
+///
+/// # async fn demo() -> traffik_core::Result<()> {
+/// let backend = RedisBackend::from_url("redis://127.0.0.1:6379/0", "myapp")?;
+/// backend.initialize().await?;
+/// let rate: Rate = "5/m".parse()?;
+/// let decision = backend.decide("{api:10.0.0.1}", &FixedWindow, &rate, 1).await?;
+/// assert!(decision.allowed);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    namespace: String,
+    /// `namespace:`, prepended to every key.
+    prefix: String,
+    persistent: bool,
+    /// An explicit clock and the offset (ms) from its expiry times to real ones.
+    clock: Option<(SharedClock, i64)>,
+    conn: Shared,
+    closed: AtomicBool,
+    denials: Option<DenialCache>,
+    next_token: AtomicU64,
+}
+
+/// Configures a [`RedisBackend`]; see [`RedisBackend::builder`].
+#[must_use]
+pub struct RedisBackendBuilder {
+    namespace: String,
+    persistent: bool,
+    clock: Option<SharedClock>,
+    source: Option<Result<Source>>,
+    cache_denials: bool,
+}
+
+impl fmt::Debug for RedisBackendBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackendBuilder")
+            .field("namespace", &self.namespace)
+            .field("persistent", &self.persistent)
+            .field("explicit_clock", &self.clock.is_some())
+            .field("cache_denials", &self.cache_denials)
+            .finish()
+    }
+}
+
+fn config_error(e: impl fmt::Display) -> Error {
+    Error::Configuration(format!("redis: {e}"))
+}
+
+impl RedisBackendBuilder {
+    /// Connects to the server at `url` (`redis://host:port/db`), through a new
+    /// deadpool-redis pool.
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        let config = deadpool_redis::Config::from_url(url.into());
+        self.source = Some(
+            config
+                .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+                .map(Source::Pool)
+                .map_err(config_error),
+        );
+        self
+    }
+
+    /// Uses an existing deadpool-redis pool (one connection is checked out and shared).
+    pub fn pool(mut self, pool: deadpool_redis::Pool) -> Self {
+        self.source = Some(Ok(Source::Pool(pool)));
+        self
+    }
+
+    /// Connects to a Redis Cluster through any of its nodes' URLs.
+    pub fn cluster<I, S>(mut self, urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let config = deadpool_redis::cluster::Config::from_urls(
+            urls.into_iter().map(Into::into).collect::<Vec<String>>(),
+        );
+        self.source = Some(
+            config
+                .create_pool(Some(deadpool_redis::cluster::Runtime::Tokio1))
+                .map(Source::Cluster)
+                .map_err(config_error),
+        );
+        self
+    }
+
+    /// Uses an existing deadpool-redis Cluster pool.
+    pub fn cluster_pool(mut self, pool: deadpool_redis::cluster::Pool) -> Self {
+        self.source = Some(Ok(Source::Cluster(pool)));
+        self
+    }
+
+    /// Makes connections with `factory` (called again only after a connection failed).
+    ///
+    /// ```no_run
+    /// use traffik_core::RedisBackend;
+    /// use traffik_core::backend::deadpool_redis::redis;
+    ///
+    /// let client = redis::Client::open("redis://127.0.0.1/").unwrap();
+    /// let backend = RedisBackend::builder("app")
+    ///     .connection_factory(move || {
+    ///         let client = client.clone();
+    ///         async move { client.get_multiplexed_async_connection().await }
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// ```
+    pub fn connection_factory<F, Fut>(mut self, factory: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut:
+            Future<Output = redis::RedisResult<redis::aio::MultiplexedConnection>> + Send + 'static,
+    {
+        let factory: ConnectionFactory = Arc::new(move || Box::pin(factory()));
+        self.source = Some(Ok(Source::Factory(factory)));
+        self
+    }
+
+    /// Keep state across [`Backend::close`] (default: cleared on close).
+    pub fn persistent(mut self, persistent: bool) -> Self {
+        self.persistent = persistent;
+        self
+    }
+
+    /// Judges time by `clock` instead of the server's `TIME` (tests, simulations): the
+    /// scripts are given its time, and expiry follows it.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// Keeps denials in process: once a key is denied until T, further requests for it
+    /// (of at least the same cost, with the same strategy and rate) are denied before T
+    /// without calling Redis. Off by default: with it, a `reset` or a change made by
+    /// another process is seen only after T.
+    pub fn cache_denials(mut self, enabled: bool) -> Self {
+        self.cache_denials = enabled;
+        self
+    }
+
+    /// The backend; [`Error::Configuration`] for a bad URL, a missing connection source,
+    /// or a namespace containing `{` or `}` (it would capture the keys' hash tags).
+    pub fn build(self) -> Result<RedisBackend> {
+        if self.namespace.contains(['{', '}']) {
+            return Err(config_error(format!(
+                "namespace {:?} must not contain braces",
+                self.namespace
+            )));
+        }
+        let source = self.source.unwrap_or_else(|| {
+            Err(config_error(
+                "no connection source: give a URL, a pool, a cluster or a factory",
+            ))
+        })?;
+        let clock = self.clock.map(|clock| {
+            let real_ms = i64::try_from(SystemClock.now_micros() / 1000).unwrap_or(i64::MAX);
+            let clock_ms = i64::try_from(clock.now_micros() / 1000).unwrap_or(i64::MAX);
+            (clock, real_ms - clock_ms + EXPLICIT_CLOCK_MARGIN_MS)
+        });
+        Ok(RedisBackend {
+            inner: Arc::new(Inner {
+                prefix: format!("{}:", self.namespace),
+                namespace: self.namespace,
+                persistent: self.persistent,
+                clock,
+                conn: Shared::new(source),
+                closed: AtomicBool::new(false),
+                denials: self.cache_denials.then(DenialCache::default),
+                next_token: AtomicU64::new(1),
+            }),
+        })
+    }
+}
+
+impl RedisBackend {
+    /// Configures a backend.
+    ///
+    /// ```
+    /// use traffik_core::{Backend, ManualClock, RedisBackend};
+    ///
+    /// let backend = RedisBackend::builder("tests")
+    ///     .url("redis://127.0.0.1:6379/0")
+    ///     .persistent(true)
+    ///     .clock(ManualClock::new(0))
+    ///     .build()?;
+    /// assert!(backend.persistent());
+    /// # Ok::<(), traffik_core::Error>(())
+    /// ```
+    pub fn builder(namespace: impl Into<String>) -> RedisBackendBuilder {
+        RedisBackendBuilder {
+            namespace: namespace.into(),
+            persistent: false,
+            clock: None,
+            source: None,
+            cache_denials: false,
+        }
+    }
+
+    /// A backend on the server at `url`, judging time by the server's clock.
+    pub fn from_url(url: impl Into<String>, namespace: impl Into<String>) -> Result<Self> {
+        Self::builder(namespace).url(url).build()
+    }
+
+    /// A backend on an existing deadpool-redis pool.
+    pub fn from_pool(pool: deadpool_redis::Pool, namespace: impl Into<String>) -> Result<Self> {
+        Self::builder(namespace).pool(pool).build()
+    }
+
+    /// A backend on a Redis Cluster, reached through any of its nodes' URLs.
+    pub fn from_cluster<I, S>(urls: I, namespace: impl Into<String>) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::builder(namespace).cluster(urls).build()
+    }
+
+    /// Whether this backend talks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.inner.conn.source().is_cluster()
+    }
+
+    /// The Redis key that `key` is stored under (`namespace:key`).
+    pub fn redis_key(&self, key: &str) -> String {
+        let mut full = String::with_capacity(self.inner.prefix.len() + key.len());
+        full.push_str(&self.inner.prefix);
+        full.push_str(key);
+        full
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::Relaxed) {
+            return Err(Error::Closed(self.inner.namespace.clone()));
+        }
+        Ok(())
+    }
+
+    /// The explicit clock's time, if any.
+    fn explicit_now(&self) -> Option<Micros> {
+        self.inner
+            .clock
+            .as_ref()
+            .map(|(clock, _)| clock.now_micros())
+    }
+
+    /// The local time the denial cache is judged by.
+    fn local_now(&self) -> Micros {
+        self.explicit_now()
+            .unwrap_or_else(|| SystemClock.now_micros())
+    }
+
+    /// Runs `cmd` on the shared connection.
+    async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
+        self.check_open()?;
+        let mut conn = self.inner.conn.get().await.map_err(backend_error)?;
+        conn::query(&mut conn, cmd).await.map_err(|e| {
+            self.inner.conn.failed(&e);
+            backend_error(e)
+        })
+    }
+
+    /// Runs `script` on `key` with the clock arguments, then `args`.
+    async fn eval<T: FromRedisValue>(
+        &self,
+        script: &LuaScript,
+        key: &str,
+        args: impl Fn(&mut Cmd),
+    ) -> Result<T> {
+        self.check_open()?;
+        let build = |verb: &str, body: &str| {
+            let mut cmd = redis::cmd(verb);
+            cmd.arg(body).arg(1).arg(key);
+            match &self.inner.clock {
+                Some((clock, offset)) => cmd.arg(clock.now_micros()).arg(*offset),
+                None => cmd.arg("").arg(""),
+            };
+            args(&mut cmd);
+            cmd
+        };
+        let mut conn: Conn = self.inner.conn.get().await.map_err(backend_error)?;
+        match conn::query(&mut conn, &build("EVALSHA", &script.sha)).await {
+            Ok(value) => Ok(value),
+            Err(e) if e.code() == Some("NOSCRIPT") => {
+                // Not in this server's script cache yet: EVAL sends the source and
+                // caches it, so later calls find the SHA.
+                conn::query(&mut conn, &build("EVAL", &script.source))
+                    .await
+                    .map_err(|e| self.script_error(e, key))
+            }
+            Err(e) => Err(self.script_error(e, key)),
+        }
+    }
+
+    fn script_error(&self, error: RedisError, key: &str) -> Error {
+        if error.code() == Some("NOTINTEGER") {
+            return Error::WrongType {
+                key: key.to_owned(),
+                expected: "an integer that can take this increment without overflow",
+            };
+        }
+        self.inner.conn.failed(&error);
+        backend_error(error)
+    }
+
+    /// One decision of a built-in strategy, as one script call.
+    async fn decide_script(
+        &self,
+        plan: &Plan,
+        key: &str,
+        rate: &Rate,
+        cost: u64,
+    ) -> Result<Decision> {
+        let reply: Vec<u64> = self
+            .eval(plan.script, key, |cmd| {
+                cmd.arg(rate.limit()).arg(rate.period_micros()).arg(cost);
+                for value in &plan.extra[..plan.extra_len] {
+                    cmd.arg(*value);
+                }
+            })
+            .await?;
+        decision_from(&reply)
+    }
+
+    /// Any algorithm: the time, then a compare-and-set loop on its state.
+    async fn decide_generic(
+        &self,
+        key: &str,
+        algorithm: &dyn Algorithm,
+        rate: &Rate,
+        cost: u64,
+    ) -> Result<Decision> {
+        let now = self.now().await?;
+        let key = state_key(algorithm, key, now, rate);
+        let mut outcome = None;
+        let mut step = |state: Option<&[u8]>| match run(algorithm, state, now, rate, cost) {
+            Ok(transition) => {
+                outcome = Some(Ok(transition.decision));
+                transition.write
+            }
+            Err(error) => {
+                outcome = Some(Err(error));
+                Write::Keep
+            }
+        };
+        self.update(&key, &mut step).await?;
+        outcome.unwrap_or_else(|| Err(Error::Backend("update never called back".into())))
+    }
+
+    /// The script for `algorithm` under `rate`, when it has one here.
+    fn plan(&self, key: &str, algorithm: &dyn Algorithm, rate: &Rate) -> Option<Plan> {
+        let plan = scripts::plan(algorithm.builtin()?, rate)?;
+        // In a cluster, `key:window` shares `key`'s slot only through a hash tag.
+        if plan.windowed && self.is_cluster() && !has_hash_tag(key) {
+            return None;
+        }
+        Some(plan)
+    }
+
+    async fn decide_async(
+        &self,
+        key: &str,
+        algorithm: &dyn Algorithm,
+        rate: &Rate,
+        cost: u64,
+    ) -> Result<Decision> {
+        self.check_open()?;
+        if rate.is_unlimited() {
+            return Ok(Decision::unlimited());
+        }
+        check_cost(algorithm, rate, cost)?;
+        if cost == 0 {
+            let peek = self.peek_async(key, algorithm, rate).await?;
+            return Ok(Decision::allow(peek.limit, peek.remaining, peek.reset));
+        }
+        let full = self.redis_key(key);
+        let fingerprint = algorithm.builtin().map(|b| (b, *rate));
+        if let (Some(cache), Some(fingerprint)) = (&self.inner.denials, fingerprint) {
+            if let Some(denied) = cache.check(&full, fingerprint, cost, self.local_now()) {
+                return Ok(denied);
+            }
+        }
+        let decision = match self.plan(key, algorithm, rate) {
+            Some(plan) => self.decide_script(&plan, &full, rate, cost).await?,
+            None => self.decide_generic(key, algorithm, rate, cost).await?,
+        };
+        if let (Some(cache), Some(fingerprint)) = (&self.inner.denials, fingerprint) {
+            if !decision.allowed {
+                cache.record(full, fingerprint, cost, decision, self.local_now());
+            }
+        }
+        Ok(decision)
+    }
+
+    async fn peek_async(
+        &self,
+        key: &str,
+        algorithm: &dyn Algorithm,
+        rate: &Rate,
+    ) -> Result<Decision> {
+        self.check_open()?;
+        if rate.is_unlimited() {
+            return Ok(Decision::unlimited());
+        }
+        // One round trip: the script reads the time and the state (computing the window
+        // key for a fixed window), and the Rust algorithm judges them.
+        let period = match (algorithm.builtin(), algorithm.window(0, rate)) {
+            (_, None) => None,
+            (Some(Builtin::FixedWindow), Some(_)) if self.plan(key, algorithm, rate).is_some() => {
+                Some(rate.period_micros())
+            }
+            _ => {
+                let now = self.now().await?;
+                let key = state_key(algorithm, key, now, rate);
+                let state = self.get(&key).await?;
+                return Ok(algorithm.peek(state.as_deref(), now, rate));
+            }
+        };
+        let full = self.redis_key(key);
+        let (now, state): (String, Option<Vec<u8>>) = self
+            .eval(&SCRIPTS.primitives, &full, |cmd| {
+                cmd.arg("peek");
+                match period {
+                    Some(period) => cmd.arg(period),
+                    None => cmd.arg(""),
+                };
+            })
+            .await?;
+        let now = parse_micros(&now)?;
+        Ok(algorithm.peek(state.as_deref(), now, rate))
+    }
+
+    async fn primitive<T: FromRedisValue>(
+        &self,
+        key: &str,
+        op: &str,
+        args: impl Fn(&mut Cmd),
+    ) -> Result<T> {
+        let full = self.redis_key(key);
+        self.eval(&SCRIPTS.primitives, &full, |cmd| {
+            cmd.arg(op);
+            args(cmd);
+        })
+        .await
+    }
+
+    async fn increment_async(&self, key: &str, amount: i64, ttl: Option<Duration>) -> Result<i64> {
+        self.primitive(key, "incr", |cmd| {
+            cmd.arg(amount);
+            match ttl {
+                Some(ttl) => cmd.arg(duration_micros(ttl)),
+                None => cmd.arg(""),
+            };
+        })
+        .await
+    }
+
+    async fn update_async(&self, key: &str, f: &mut UpdateFn<'_>) -> Result<()> {
+        let mut backoff = Duration::from_micros(100);
+        loop {
+            let current = self.get(key).await?;
+            let write = f(current.as_deref());
+            let (op, value, ttl) = match &write {
+                Write::Keep => return Ok(()),
+                Write::Put { state, ttl } => ("put", &state[..], duration_micros(*ttl)),
+                Write::Delete => ("del", &[][..], 0),
+            };
+            let written: i64 = self
+                .primitive(key, "cas", |cmd| {
+                    match &current {
+                        Some(bytes) => cmd.arg("1").arg(&bytes[..]),
+                        None => cmd.arg("0").arg(""),
+                    };
+                    cmd.arg(op).arg(value).arg(ttl);
+                })
+                .await?;
+            if written == 1 {
+                return Ok(());
+            }
+            // Another writer got in between: read again, after a short jittered pause.
+            let jitter = random_u64() % 100;
+            tokio::time::sleep(backoff + Duration::from_micros(jitter)).await;
+            backoff = (backoff * 2).min(Duration::from_millis(5));
+        }
+    }
+
+    async fn lock_async(&self, name: &str, options: LockOptions) -> Result<Lock> {
+        let token = format!(
+            "{:016x}{:08x}",
+            random_u64(),
+            self.inner.next_token.fetch_add(1, Ordering::Relaxed)
+        );
+        let ttl = duration_micros(options.ttl).max(1000);
+        let started = tokio::time::Instant::now();
+        let mut backoff = Duration::from_millis(1);
+        loop {
+            let acquired: i64 = self
+                .primitive(name, "lock", |cmd| {
+                    cmd.arg(&token).arg(ttl);
+                })
+                .await?;
+            if acquired == 1 {
+                let release = RedisLockRelease {
+                    backend: self.clone(),
+                    name: name.to_owned(),
+                    token: token.clone(),
+                };
+                return Ok(Lock::new(name, token, Box::new(release)));
+            }
+            let waited = started.elapsed();
+            match options.wait {
+                Some(limit) if waited < limit => {
+                    tokio::time::sleep(backoff.min(limit - waited)).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(50));
+                }
+                _ => {
+                    return Err(Error::LockTimeout {
+                        name: name.to_owned(),
+                        waited,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Deletes every key matching `namespace:*`, with `SCAN` (never `KEYS`) on each
+    /// primary.
+    async fn reset_async(&self) -> Result<()> {
+        self.check_open()?;
+        if let Some(cache) = &self.inner.denials {
+            cache.clear();
+        }
+        let pattern = format!("{}*", glob_escape(&self.inner.prefix));
+        let mut conn = self.inner.conn.get().await.map_err(backend_error)?;
+        match &mut conn {
+            Conn::Single(_) => self.reset_node(&mut conn, &pattern, None).await,
+            Conn::Cluster(_) => {
+                let nodes: String = self
+                    .query(&redis::cmd("CLUSTER").arg("NODES").clone())
+                    .await?;
+                for (host, port) in cluster_primaries(&nodes) {
+                    self.reset_node(&mut conn, &pattern, Some((host, port)))
+                        .await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn reset_node(
+        &self,
+        conn: &mut Conn,
+        pattern: &str,
+        node: Option<(String, u16)>,
+    ) -> Result<()> {
+        let mut cursor = 0u64;
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(RESET_BATCH);
+            let reply: (u64, Vec<String>) = match (&node, &mut *conn) {
+                (Some((host, port)), Conn::Cluster(cluster)) => {
+                    use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+                    let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                        host: host.clone(),
+                        port: *port,
+                    });
+                    let value = cluster
+                        .route_command(scan, routing)
+                        .await
+                        .map_err(backend_error)?;
+                    FromRedisValue::from_redis_value(value)
+                        .map_err(|e| Error::Backend(e.to_string()))?
+                }
+                _ => conn::query(conn, &scan).await.map_err(backend_error)?,
+            };
+            let (next, keys) = reply;
+            if !keys.is_empty() {
+                if node.is_some() {
+                    // Keys of different slots: one UNLINK each, all in flight at once on
+                    // the multiplexed connections.
+                    let mut unlinks = tokio::task::JoinSet::new();
+                    for key in keys {
+                        let mut conn = conn.clone();
+                        unlinks.spawn(async move {
+                            let unlink = redis::cmd("UNLINK").arg(key).clone();
+                            conn::query::<i64>(&mut conn, &unlink).await
+                        });
+                    }
+                    while let Some(done) = unlinks.join_next().await {
+                        done.map_err(|e| Error::Backend(e.to_string()))?
+                            .map_err(backend_error)?;
+                    }
+                } else {
+                    let mut unlink = redis::cmd("UNLINK");
+                    unlink.arg(&keys);
+                    let _: i64 = conn::query(conn, &unlink).await.map_err(backend_error)?;
+                }
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+}
+
+/// The primaries' addresses in a `CLUSTER NODES` reply.
+fn cluster_primaries(nodes: &str) -> Vec<(String, u16)> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let flags = fields.get(2)?;
+            if !flags.split(',').any(|f| f == "master") || flags.contains("fail") {
+                return None;
+            }
+            let address = fields.get(1)?.split('@').next()?;
+            let (host, port) = address.rsplit_once(':')?;
+            Some((host.to_owned(), port.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Whether `key` has a Redis Cluster hash tag: a `{` followed later by a `}`, with
+/// something between.
+fn has_hash_tag(key: &str) -> bool {
+    key.find('{')
+        .and_then(|open| key[open + 1..].find('}'))
+        .is_some_and(|len| len > 0)
+}
+
+/// Escapes the glob characters of `SCAN MATCH`.
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn backend_error(error: RedisError) -> Error {
+    Error::Backend(error.to_string())
+}
+
+fn duration_micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+fn parse_micros(text: &str) -> Result<Micros> {
+    text.parse()
+        .map_err(|_| Error::Backend(format!("unexpected time from redis: {text:?}")))
+}
+
+/// A decision from a script's reply `{allowed, wait, limit, remaining, reset}`.
+fn decision_from(reply: &[u64]) -> Result<Decision> {
+    let &[allowed, wait, limit, remaining, reset] = reply else {
+        return Err(Error::Backend(format!("unexpected script reply {reply:?}")));
+    };
+    let reset = Duration::from_micros(reset);
+    Ok(if allowed == 1 {
+        Decision::allow(limit, remaining, reset)
+    } else {
+        Decision::deny(limit, remaining, Duration::from_micros(wait), reset)
+    })
+}
+
+fn random_u64() -> u64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(SystemClock.now_micros());
+    hasher.finish()
+}
+
+/// Denials remembered in process ([`RedisBackendBuilder::cache_denials`]).
+#[derive(Default)]
+struct DenialCache {
+    map: DashMap<String, Denial, foldhash::fast::RandomState>,
+}
+
+#[derive(Clone, Copy)]
+struct Denial {
+    fingerprint: (Builtin, Rate),
+    cost: u64,
+    decision: Decision,
+    /// When the decision was made, on the local clock.
+    at: Micros,
+}
+
+/// Entries kept before expired ones are swept.
+const DENIAL_CACHE_SWEEP: usize = 10_000;
+
+impl DenialCache {
+    fn check(
+        &self,
+        key: &str,
+        fingerprint: (Builtin, Rate),
+        cost: u64,
+        now: Micros,
+    ) -> Option<Decision> {
+        let denial = *self.map.get(key)?;
+        let elapsed = now.saturating_sub(denial.at);
+        let wait = duration_micros(denial.decision.wait);
+        if denial.fingerprint != fingerprint || cost < denial.cost || elapsed >= wait {
+            return None;
+        }
+        let elapsed = Duration::from_micros(elapsed);
+        Some(Decision::deny(
+            denial.decision.limit,
+            denial.decision.remaining,
+            denial.decision.wait - elapsed,
+            denial.decision.reset.saturating_sub(elapsed),
+        ))
+    }
+
+    fn record(
+        &self,
+        key: String,
+        fingerprint: (Builtin, Rate),
+        cost: u64,
+        decision: Decision,
+        now: Micros,
+    ) {
+        if self.map.len() >= DENIAL_CACHE_SWEEP {
+            self.map
+                .retain(|_, d| now.saturating_sub(d.at) < duration_micros(d.decision.wait));
+        }
+        self.map.insert(
+            key,
+            Denial {
+                fingerprint,
+                cost,
+                decision,
+                at: now,
+            },
+        );
+    }
+
+    fn clear(&self) {
+        self.map.clear();
+    }
+}
+
+impl fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("namespace", &self.inner.namespace)
+            .field("persistent", &self.inner.persistent)
+            .field("source", self.inner.conn.source())
+            .field("explicit_clock", &self.inner.clock.is_some())
+            .field("cache_denials", &self.inner.denials.is_some())
+            .finish()
+    }
+}
+
+/// Releases a Redis lock if its token still owns it.
+struct RedisLockRelease {
+    backend: RedisBackend,
+    name: String,
+    token: String,
+}
+
+impl LockRelease for RedisLockRelease {
+    fn release(self: Box<Self>) -> BackendFuture<'static, Result<bool>> {
+        BackendFuture::new(async move {
+            let released: i64 = self
+                .backend
+                .primitive(&self.name, "unlock", |cmd| {
+                    cmd.arg(&self.token);
+                })
+                .await?;
+            Ok(released == 1)
+        })
+    }
+}
+
+impl Backend for RedisBackend {
+    fn namespace(&self) -> &str {
+        &self.inner.namespace
+    }
+
+    fn persistent(&self) -> bool {
+        self.inner.persistent
+    }
+
+    /// Opens (or reopens) the backend and checks that the server answers.
+    fn initialize(&self) -> BackendFuture<'_, Result<()>> {
+        BackendFuture::new(async move {
+            self.inner.closed.store(false, Ordering::Relaxed);
+            let _: String = self.query(&redis::cmd("PING")).await?;
+            Ok(())
+        })
+    }
+
+    fn now(&self) -> BackendFuture<'_, Result<Micros>> {
+        if let Some(now) = self.explicit_now() {
+            return BackendFuture::ready(self.check_open().map(|()| now));
+        }
+        BackendFuture::new(async move {
+            let (secs, micros): (u64, u64) = self.query(&redis::cmd("TIME")).await?;
+            Ok(secs * 1_000_000 + micros)
+        })
+    }
+
+    fn get<'a>(&'a self, key: &'a str) -> BackendFuture<'a, Result<Option<Vec<u8>>>> {
+        BackendFuture::new(async move {
+            if self.inner.clock.is_none() {
+                return self.query(redis::cmd("GET").arg(self.redis_key(key))).await;
+            }
+            self.primitive(key, "get", |_| {}).await
+        })
+    }
+
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a [u8],
+        ttl: Option<Duration>,
+    ) -> BackendFuture<'a, Result<()>> {
+        BackendFuture::new(async move {
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(self.redis_key(key)).arg(value);
+            if let Some(ttl) = ttl {
+                let micros = duration_micros(ttl);
+                match (&self.inner.clock, self.explicit_now()) {
+                    (Some((_, offset)), Some(now)) => {
+                        let at = now.saturating_add(micros).div_ceil(1000);
+                        cmd.arg("PXAT")
+                            .arg((at as i64).saturating_add(*offset).max(1));
+                    }
+                    _ => {
+                        cmd.arg("PX").arg(micros.div_ceil(1000).max(1));
+                    }
+                }
+            }
+            let () = self.query(&cmd).await?;
+            Ok(())
+        })
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> BackendFuture<'a, Result<bool>> {
+        BackendFuture::new(async move {
+            let deleted: i64 = if self.inner.clock.is_none() {
+                self.query(redis::cmd("DEL").arg(self.redis_key(key)))
+                    .await?
+            } else {
+                self.primitive(key, "del", |_| {}).await?
+            };
+            Ok(deleted > 0)
+        })
+    }
+
+    fn increment<'a>(&'a self, key: &'a str, amount: i64) -> BackendFuture<'a, Result<i64>> {
+        BackendFuture::new(self.increment_async(key, amount, None))
+    }
+
+    fn increment_with_ttl<'a>(
+        &'a self,
+        key: &'a str,
+        amount: i64,
+        ttl: Duration,
+    ) -> BackendFuture<'a, Result<i64>> {
+        BackendFuture::new(self.increment_async(key, amount, Some(ttl)))
+    }
+
+    /// A compare-and-set loop: read, run `f`, write only if the value is still the one
+    /// read (a script), else retry. `f` may run more than once.
+    fn update<'a>(
+        &'a self,
+        key: &'a str,
+        f: &'a mut UpdateFn<'_>,
+    ) -> BackendFuture<'a, Result<()>> {
+        BackendFuture::new(self.update_async(key, f))
+    }
+
+    fn lock<'a>(&'a self, name: &'a str, options: LockOptions) -> BackendFuture<'a, Result<Lock>> {
+        BackendFuture::new(self.lock_async(name, options))
+    }
+
+    fn decide<'a>(
+        &'a self,
+        key: &'a str,
+        algorithm: &'a dyn Algorithm,
+        rate: &'a Rate,
+        cost: u64,
+    ) -> BackendFuture<'a, Result<Decision>> {
+        BackendFuture::new(self.decide_async(key, algorithm, rate, cost))
+    }
+
+    fn peek<'a>(
+        &'a self,
+        key: &'a str,
+        algorithm: &'a dyn Algorithm,
+        rate: &'a Rate,
+    ) -> BackendFuture<'a, Result<Decision>> {
+        BackendFuture::new(self.peek_async(key, algorithm, rate))
+    }
+
+    fn reset(&self) -> BackendFuture<'_, Result<()>> {
+        BackendFuture::new(self.reset_async())
+    }
+
+    fn close(&self) -> BackendFuture<'_, Result<()>> {
+        BackendFuture::new(async move {
+            if self.inner.closed.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let result = if self.inner.persistent {
+                Ok(())
+            } else {
+                self.reset_async().await
+            };
+            self.inner.closed.store(true, Ordering::Relaxed);
+            self.inner.conn.clear();
+            result
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_tags() {
+        assert!(has_hash_tag("{api:1.2.3.4}:http"));
+        assert!(has_hash_tag("x{a}"));
+        assert!(!has_hash_tag("{}x"));
+        assert!(!has_hash_tag("client"));
+        assert!(!has_hash_tag("a}{"));
+    }
+
+    #[test]
+    fn glob() {
+        assert_eq!(glob_escape("a*b?[c]\\:"), "a\\*b\\?\\[c\\]\\\\:");
+    }
+
+    #[test]
+    fn primaries() {
+        let nodes = "a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460\n\
+                     b2 127.0.0.1:7003@17003 slave a1 0 0 1 connected\n\
+                     c3 127.0.0.1:7001@17001 master,fail - 0 0 2 connected\n\
+                     d4 127.0.0.1:7002@17002 master - 0 0 3 connected 10923-16383\n";
+        assert_eq!(
+            cluster_primaries(nodes),
+            vec![("127.0.0.1".into(), 7000), ("127.0.0.1".into(), 7002)]
+        );
+    }
+
+    #[test]
+    fn namespace_with_braces_is_refused() {
+        let built = RedisBackend::builder("a{b}")
+            .url("redis://127.0.0.1/")
+            .build();
+        assert!(matches!(built, Err(Error::Configuration(_))));
+        assert!(matches!(
+            RedisBackend::builder("a").build(),
+            Err(Error::Configuration(_))
+        ));
+    }
+}

@@ -1,0 +1,69 @@
+-- Shared by every Traffik script (prepended at build time).
+--
+-- ARGV[1]: now in microseconds since the Unix epoch, or '' to read the server's TIME.
+-- ARGV[2]: '' when key expiry is Redis's own (server clock); otherwise the offset in
+--          milliseconds between the caller's clock and the real expiry times, and expiry
+--          is judged against ARGV[1] from each key's PEXPIRETIME (an explicit clock:
+--          tests, simulations).
+--
+-- Lua numbers are doubles: every quantity here is an integer below 2^53 (the backend
+-- checks the configuration before choosing a script), so all arithmetic is exact.
+
+local NOW
+if ARGV[1] ~= '' then
+  NOW = tonumber(ARGV[1])
+else
+  local t = redis.call('TIME')
+  NOW = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local OFFSET = nil
+if ARGV[2] ~= '' then OFFSET = tonumber(ARGV[2]) end
+
+-- An integer as text (tostring would use %.14g and lose digits).
+local function int(n)
+  return string.format('%d', n)
+end
+
+-- Floor of a / b for non-negative integers, corrected for rounding.
+local function idiv(a, b)
+  local q = math.floor(a / b)
+  while q * b > a do q = q - 1 end
+  while (q + 1) * b <= a do q = q + 1 end
+  return q
+end
+
+local function ceil_div(a, b)
+  local q = idiv(a, b)
+  if q * b < a then q = q + 1 end
+  return q
+end
+
+-- The live value at key, or nil (missing, or expired by the caller's clock).
+local function load(key)
+  local v = redis.call('GET', key)
+  if not v then return nil end
+  if OFFSET then
+    local at = redis.call('PEXPIRETIME', key)
+    if at >= 0 and (at - OFFSET) * 1000 <= NOW then return nil end
+  end
+  return v
+end
+
+-- Stores value at key for ttl microseconds (rounded up to whole milliseconds).
+local function store(key, value, ttl)
+  if OFFSET then
+    redis.call('SET', key, value, 'PXAT', int(ceil_div(NOW + ttl, 1000) + OFFSET))
+  else
+    redis.call('SET', key, value, 'PX', int(math.max(1, ceil_div(ttl, 1000))))
+  end
+end
+
+-- Sets the expiry of an existing key to ttl microseconds from now.
+local function expire(key, ttl)
+  if OFFSET then
+    redis.call('PEXPIREAT', key, int(ceil_div(NOW + ttl, 1000) + OFFSET))
+  else
+    redis.call('PEXPIRE', key, int(math.max(1, ceil_div(ttl, 1000))))
+  end
+end
+

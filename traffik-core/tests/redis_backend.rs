@@ -1,0 +1,435 @@
+#![cfg(feature = "redis")]
+//! The Redis backend beyond the conformance suite: exact admission under concurrency,
+//! limits shared across backends (processes), locks, reset, close, script reloading, the
+//! generic path, the denial cache and the server clock.
+
+mod redis_support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use deadpool_redis::redis;
+use traffik_core::{
+    Algorithm, Backend, Error, FixedWindow, Gcra, InMemoryBackend, LeakyBucketWithQueue,
+    LockOptions, ManualClock, Rate, RedisBackend, SlidingWindowCounter, SlidingWindowLog,
+    TokenBucket,
+};
+
+const START: u64 = 1_700_000_000_000_000;
+
+fn namespace(test: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "rb-{test}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn backend(ns: &str) -> RedisBackend {
+    RedisBackend::from_url(redis_support::url(), ns).unwrap()
+}
+
+fn manual(ns: &str, clock: &ManualClock) -> RedisBackend {
+    RedisBackend::builder(ns)
+        .url(redis_support::url())
+        .clock(clock.clone())
+        .build()
+        .unwrap()
+}
+
+async fn raw() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis_support::url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_hits_admit_exactly_one_hundred() {
+    if redis_support::skip() {
+        return;
+    }
+    let rate: Rate = "100/h".parse().unwrap();
+    let algorithms: Vec<Arc<dyn Algorithm>> = vec![
+        Arc::new(FixedWindow),
+        Arc::new(SlidingWindowLog),
+        Arc::new(SlidingWindowCounter),
+        Arc::new(TokenBucket::new()),
+        Arc::new(LeakyBucketWithQueue::new()),
+        Arc::new(Gcra::new()),
+    ];
+    for algorithm in algorithms {
+        let ns = namespace("conc");
+        // Two backends with their own pools: two processes sharing one limit.
+        let backends = [backend(&ns), backend(&ns)];
+        let admitted = Arc::new(AtomicU64::new(0));
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let b = backends[i % 2].clone();
+                let (algorithm, admitted) = (algorithm.clone(), admitted.clone());
+                tokio::spawn(async move {
+                    let d = b
+                        .decide("{hot:client}", algorithm.as_ref(), &rate, 1)
+                        .await
+                        .unwrap();
+                    if d.allowed {
+                        admitted.fetch_add(1, Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(admitted.load(Ordering::SeqCst), 100, "{algorithm:?}");
+        backends[0].reset().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_contention_is_mutually_exclusive() {
+    if redis_support::skip() {
+        return;
+    }
+    let ns = namespace("lockc");
+    let b = backend(&ns);
+    let inside = Arc::new(AtomicU64::new(0));
+    let entered = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (b, inside, entered) = (b.clone(), inside.clone(), entered.clone());
+            tokio::spawn(async move {
+                let opts =
+                    LockOptions::new(Duration::from_secs(10)).blocking(Duration::from_secs(20));
+                let lock = b.lock("critical", opts).await.unwrap();
+                assert_eq!(
+                    inside.fetch_add(1, Ordering::SeqCst),
+                    0,
+                    "two holders at once"
+                );
+                tokio::task::yield_now().await;
+                inside.fetch_sub(1, Ordering::SeqCst);
+                entered.fetch_add(1, Ordering::SeqCst);
+                assert!(lock.release().await.unwrap());
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(entered.load(Ordering::SeqCst), 20);
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(b.redis_key("critical"))
+        .query_async(&mut raw().await)
+        .await
+        .unwrap();
+    assert_eq!(exists, 0, "no key left behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_holder_expires_and_its_token_is_refused() {
+    if redis_support::skip() {
+        return;
+    }
+    let clock = ManualClock::new(START);
+    let ns = namespace("lockd");
+    let b = manual(&ns, &clock);
+    let opts = LockOptions::new(Duration::from_secs(2));
+    let dead = b.lock("l", opts).await.unwrap();
+    assert!(matches!(
+        b.lock("l", opts).await,
+        Err(Error::LockTimeout { .. })
+    ));
+    clock.advance(Duration::from_secs(2));
+    let next = b.lock("l", opts).await.unwrap();
+    assert!(
+        !dead.release().await.unwrap(),
+        "the dead holder's token is refused"
+    );
+    assert_eq!(
+        b.get("l").await.unwrap().as_deref(),
+        Some(next.token().as_bytes())
+    );
+    assert!(next.release().await.unwrap());
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(b.redis_key("l"))
+        .query_async(&mut raw().await)
+        .await
+        .unwrap();
+    assert_eq!(exists, 0);
+    // Real TTL on the server clock: the lock key carries one.
+    let s = backend(&ns);
+    let held = s
+        .lock("real", LockOptions::new(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(s.redis_key("real"))
+        .query_async(&mut raw().await)
+        .await
+        .unwrap();
+    assert!(pttl > 0 && pttl <= 30_000, "{pttl}");
+    held.release().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_written_key_has_a_ttl() {
+    if redis_support::skip() {
+        return;
+    }
+    let ns = namespace("ttl");
+    let b = backend(&ns);
+    let rate: Rate = "3/m".parse().unwrap();
+    b.decide("{c}:fw", &FixedWindow, &rate, 1).await.unwrap();
+    b.decide("{c}:swl", &SlidingWindowLog, &rate, 1)
+        .await
+        .unwrap();
+    b.decide("{c}:swc", &SlidingWindowCounter, &rate, 1)
+        .await
+        .unwrap();
+    b.decide("{c}:tb", &TokenBucket::new(), &rate, 1)
+        .await
+        .unwrap();
+    b.decide("{c}:gcra", &Gcra::new(), &rate, 1).await.unwrap();
+    b.increment_with_ttl("counter", 1, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let mut conn = raw().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{ns}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 6, "{keys:?}");
+    for key in keys {
+        let pttl: i64 = redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(pttl > 0, "{key} has no TTL");
+    }
+    b.reset().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_scans_in_batches_and_spares_other_namespaces() {
+    if redis_support::skip() {
+        return;
+    }
+    let ns = namespace("reset");
+    let mine = backend(&ns);
+    let other = backend(&format!("{ns}x"));
+    let mut pipe = redis::pipe();
+    for i in 0..1_234 {
+        pipe.cmd("SET")
+            .arg(mine.redis_key(&format!("k{i}")))
+            .arg(i)
+            .arg("EX")
+            .arg(600)
+            .ignore();
+    }
+    let () = pipe.query_async(&mut raw().await).await.unwrap();
+    other
+        .set("k1", b"keep", Some(Duration::from_secs(600)))
+        .await
+        .unwrap();
+    mine.reset().await.unwrap();
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{ns}:*"))
+        .query_async(&mut raw().await)
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "{} left", left.len());
+    assert_eq!(
+        other.get("k1").await.unwrap().as_deref(),
+        Some(&b"keep"[..])
+    );
+    other.reset().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_clears_unless_persistent_and_initialize_reopens() {
+    if redis_support::skip() {
+        return;
+    }
+    let ns = namespace("close");
+    let b = backend(&ns);
+    b.set("k", b"v", Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    b.close().await.unwrap();
+    assert!(matches!(b.get("k").await, Err(Error::Closed(_))));
+    b.initialize().await.unwrap();
+    assert_eq!(b.get("k").await.unwrap(), None);
+
+    let p = RedisBackend::builder(&ns)
+        .url(redis_support::url())
+        .persistent(true)
+        .build()
+        .unwrap();
+    p.set("k", b"v", Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    p.close().await.unwrap();
+    p.initialize().await.unwrap();
+    assert_eq!(p.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
+    p.reset().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_reload_after_script_flush() {
+    if redis_support::skip() {
+        return;
+    }
+    let b = backend(&namespace("flush"));
+    let rate: Rate = "2/m".parse().unwrap();
+    assert!(
+        b.decide("{c}", &FixedWindow, &rate, 1)
+            .await
+            .unwrap()
+            .allowed
+    );
+    let () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut raw().await)
+        .await
+        .unwrap();
+    assert!(
+        b.decide("{c}", &FixedWindow, &rate, 1)
+            .await
+            .unwrap()
+            .allowed
+    );
+    assert!(
+        !b.decide("{c}", &FixedWindow, &rate, 1)
+            .await
+            .unwrap()
+            .allowed
+    );
+    b.reset().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_range_configurations_take_the_generic_path() {
+    if redis_support::skip() {
+        return;
+    }
+    // limit × period far beyond 2^53 µs: no script can compute it exactly.
+    let rate = Rate::new(1 << 40, Duration::from_secs(7 * 86_400)).unwrap();
+    let clock = ManualClock::new(START);
+    let ns = namespace("generic");
+    let b = manual(&ns, &clock);
+    let m = InMemoryBackend::builder(&ns).clock(clock.clone()).build();
+    for algorithm in [
+        &FixedWindow as &dyn Algorithm,
+        &TokenBucket::new(),
+        &Gcra::new(),
+    ] {
+        for cost in [1 << 39, 1 << 39, 1, 5] {
+            // Results, errors included (a state too large for its format is one).
+            let expected = m.decide("{k}", algorithm, &rate, cost).await;
+            let actual = b.decide("{k}", algorithm, &rate, cost).await;
+            assert_eq!(actual, expected, "{algorithm:?}");
+            clock.advance(Duration::from_secs(1));
+        }
+    }
+    b.reset().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_denials_skip_redis_until_they_end() {
+    if redis_support::skip() {
+        return;
+    }
+    let clock = ManualClock::new(START);
+    let ns = namespace("cache");
+    let b = RedisBackend::builder(&ns)
+        .url(redis_support::url())
+        .clock(clock.clone())
+        .cache_denials(true)
+        .build()
+        .unwrap();
+    let rate: Rate = "1/10s".parse().unwrap();
+    assert!(
+        b.decide("{c}", &TokenBucket::new(), &rate, 1)
+            .await
+            .unwrap()
+            .allowed
+    );
+    let denied = b
+        .decide("{c}", &TokenBucket::new(), &rate, 1)
+        .await
+        .unwrap();
+    assert!(!denied.allowed);
+    // Clear Redis behind the backend's back: a cached denial does not ask it.
+    let () = redis::cmd("DEL")
+        .arg(b.redis_key("{c}"))
+        .query_async(&mut raw().await)
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(4));
+    let cached = b
+        .decide("{c}", &TokenBucket::new(), &rate, 1)
+        .await
+        .unwrap();
+    assert!(!cached.allowed);
+    assert_eq!(cached.wait, denied.wait - Duration::from_secs(4));
+    // Another strategy or rate on the same key is not answered from the cache.
+    assert!(
+        b.decide("{c}", &Gcra::new(), &rate, 1)
+            .await
+            .unwrap()
+            .allowed
+    );
+    // Once the denial ends, Redis decides again.
+    clock.advance(cached.wait);
+    assert!(
+        b.decide("{c}", &TokenBucket::new(), &rate, 1)
+            .await
+            .unwrap()
+            .allowed
+    );
+    b.reset().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_clock_judges_by_default() {
+    if redis_support::skip() {
+        return;
+    }
+    let b = backend(&namespace("time"));
+    let (secs, micros): (u64, u64) = redis::cmd("TIME")
+        .query_async(&mut raw().await)
+        .await
+        .unwrap();
+    let server = secs * 1_000_000 + micros;
+    let now = b.now().await.unwrap();
+    assert!(now >= server && now - server < 5_000_000);
+    let rate: Rate = "2/s".parse().unwrap();
+    let peek = b.peek("{p}", &SlidingWindowLog, &rate).await.unwrap();
+    assert_eq!(peek.remaining, 2);
+    assert!(
+        b.decide("{p}", &SlidingWindowLog, &rate, 2)
+            .await
+            .unwrap()
+            .allowed
+    );
+    assert!(
+        !b.peek("{p}", &SlidingWindowLog, &rate)
+            .await
+            .unwrap()
+            .allowed
+    );
+    // A cost of 0 consumes nothing.
+    assert!(
+        b.decide("{p}", &SlidingWindowLog, &rate, 0)
+            .await
+            .unwrap()
+            .allowed
+    );
+    b.reset().await.unwrap();
+}

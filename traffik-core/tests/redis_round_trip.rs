@@ -1,0 +1,100 @@
+#![cfg(feature = "redis")]
+//! One round trip per decision: `INFO commandstats` before and after N decisions shows
+//! exactly N `EVALSHA` calls, and every other command counted is one the script runs
+//! inside (one `TIME` and one `GET` per call, one `SET` per admitted request): no `PING`
+//! from a pool checkout, no client-side `TIME`, `GET` or lock.
+
+mod redis_support;
+
+use std::collections::HashMap;
+
+use deadpool_redis::redis;
+use traffik_core::{
+    Backend, FixedWindow, Gcra, Rate, RedisBackend, SlidingWindowCounter, SlidingWindowLog,
+    TokenBucket,
+};
+
+async fn command_stats(conn: &mut redis::aio::MultiplexedConnection) -> HashMap<String, u64> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .unwrap();
+    info.lines()
+        .filter_map(|line| {
+            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest.split(',').find_map(|f| f.strip_prefix("calls="))?;
+            Some((name.to_owned(), calls.parse().ok()?))
+        })
+        .collect()
+}
+
+fn delta(before: &HashMap<String, u64>, after: &HashMap<String, u64>) -> HashMap<String, u64> {
+    after
+        .iter()
+        .map(|(name, calls)| (name.clone(), calls - before.get(name).copied().unwrap_or(0)))
+        .filter(|(_, d)| *d > 0)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_script_call_per_decision() {
+    if redis_support::skip() {
+        return;
+    }
+    const N: u64 = 50;
+    let client = redis::Client::open(redis_support::url()).unwrap();
+    let mut stats_conn = client.get_multiplexed_async_connection().await.unwrap();
+    let backend =
+        RedisBackend::from_url(redis_support::url(), format!("rt-{}", std::process::id())).unwrap();
+    backend.initialize().await.unwrap();
+    let rate: Rate = "30/m".parse().unwrap();
+    let algorithms: [&dyn traffik_core::Algorithm; 5] = [
+        &FixedWindow,
+        &SlidingWindowLog,
+        &SlidingWindowCounter,
+        &TokenBucket::new(),
+        &Gcra::new(),
+    ];
+    for algorithm in algorithms {
+        // Warm up: the connection is made and the script cached.
+        backend.decide("{warm}", algorithm, &rate, 1).await.unwrap();
+        // Other clients of a shared server can add commands: retry a few times, which a
+        // systematic extra round trip would fail every time.
+        let mut last = HashMap::new();
+        let passed = 'attempts: {
+            for attempt in 0..3 {
+                let key = format!("{{client-{attempt}}}:scope");
+                let before = command_stats(&mut stats_conn).await;
+                let mut admitted = 0;
+                for _ in 0..N {
+                    admitted += u64::from(
+                        backend
+                            .decide(&key, algorithm, &rate, 1)
+                            .await
+                            .unwrap()
+                            .allowed,
+                    );
+                }
+                let after = command_stats(&mut stats_conn).await;
+                let mut d = delta(&before, &after);
+                d.remove("info");
+                let expected: HashMap<String, u64> = [
+                    ("evalsha".to_owned(), N),
+                    ("time".to_owned(), N),
+                    ("get".to_owned(), N),
+                    ("set".to_owned(), admitted),
+                ]
+                .into_iter()
+                .collect();
+                if d == expected {
+                    break 'attempts true;
+                }
+                last = d;
+            }
+            false
+        };
+        assert!(passed, "{algorithm:?}: commands counted {last:?}");
+    }
+    backend.reset().await.unwrap();
+}

@@ -1,0 +1,67 @@
+//! Shared by the Redis test files: where Redis is, and whether the tests may skip.
+//!
+//! The tests run against a real server at `TRAFFIK_REDIS_URL` (default
+//! `redis://127.0.0.1:6379/0`; `scripts/test.sh` starts one). When `CI` is set, a missing
+//! server fails the run; otherwise each test skips with a logged reason.
+
+#![allow(dead_code)]
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+pub fn url() -> String {
+    std::env::var("TRAFFIK_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
+}
+
+/// The cluster's seed URLs (`TRAFFIK_REDIS_CLUSTER_URLS`, comma-separated; default the
+/// three primaries `scripts/test.sh` starts on 7000-7002).
+pub fn cluster_urls() -> Vec<String> {
+    std::env::var("TRAFFIK_REDIS_CLUSTER_URLS")
+        .unwrap_or_else(|_| {
+            "redis://127.0.0.1:7000,redis://127.0.0.1:7001,redis://127.0.0.1:7002".into()
+        })
+        .split(',')
+        .map(str::to_owned)
+        .collect()
+}
+
+fn reachable(url: &str) -> bool {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host_port = authority.rsplit('@').next().unwrap_or(authority);
+    let host_port = if host_port.contains(':') {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:6379")
+    };
+    host_port
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .is_some_and(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok())
+}
+
+fn check(what: &str, urls: &[String]) -> bool {
+    if urls.iter().all(|url| reachable(url)) {
+        return false;
+    }
+    let reason = format!("{what} not reachable at {urls:?}");
+    if std::env::var_os("CI").is_some() {
+        panic!("{reason} (CI is set: the Redis tests must run)");
+    }
+    eprintln!("skipping Redis test: {reason}");
+    true
+}
+
+/// Whether to skip: no standalone Redis and not in CI.
+pub fn skip() -> bool {
+    static SKIP: OnceLock<bool> = OnceLock::new();
+    *SKIP.get_or_init(|| check("redis", &[url()]))
+}
+
+/// Whether to skip the cluster tests: no cluster and not in CI.
+pub fn skip_cluster() -> bool {
+    static SKIP: OnceLock<bool> = OnceLock::new();
+    *SKIP.get_or_init(|| check("redis cluster", &cluster_urls()))
+}
