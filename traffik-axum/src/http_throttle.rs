@@ -38,6 +38,7 @@ pub(crate) enum Identifier {
     Async(Arc<AsyncIdentifier>),
 }
 
+#[derive(Clone)]
 pub(crate) struct Inner {
     pub throttle: Throttle,
     pub identifier: Identifier,
@@ -110,15 +111,7 @@ impl HttpThrottle {
     }
 
     fn map(self, f: impl FnOnce(&mut Inner)) -> Self {
-        let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
-            throttle: shared.throttle.clone(),
-            identifier: shared.identifier.clone(),
-            cost: shared.cost.clone(),
-            on_throttled: shared.on_throttled.clone(),
-            headers: shared.headers,
-            dynamic_backend: shared.dynamic_backend,
-            ws_on_throttled: shared.ws_on_throttled,
-        });
+        let mut inner = Arc::unwrap_or_clone(self.inner);
         f(&mut inner);
         Self {
             inner: Arc::new(inner),

@@ -114,27 +114,7 @@ pub trait Backend: Send + Sync + Debug + 'static {
         rate: &'a Rate,
         cost: u64,
     ) -> BackendFuture<'a, Result<Decision>> {
-        BackendFuture::new(async move {
-            if rate.is_unlimited() {
-                return Ok(Decision::unlimited());
-            }
-            check_cost(algorithm, rate, cost)?;
-            let now = self.now().await?;
-            let key = state_key(algorithm, key, now, rate);
-            let mut outcome = None;
-            let mut step = |state: Option<&[u8]>| match run(algorithm, state, now, rate, cost) {
-                Ok(transition) => {
-                    outcome = Some(Ok(transition.decision));
-                    transition.write
-                }
-                Err(error) => {
-                    outcome = Some(Err(error));
-                    Write::Keep
-                }
-            };
-            self.update(&key, &mut step).await?;
-            outcome.unwrap_or_else(|| Err(Error::Backend("update never called back".into())))
-        })
+        BackendFuture::new(decide_by_update(self, key, algorithm, rate, cost))
     }
 
     /// What a request of cost 1 for `key` would get now, consuming nothing.
@@ -166,6 +146,38 @@ pub trait Backend: Send + Sync + Debug + 'static {
 
 /// A shared backend handle.
 pub type SharedBackend = Arc<dyn Backend>;
+
+/// Decides a request with any [`Algorithm`] through [`Backend::update`]: the backend's
+/// time, then one atomic read-modify-write of the state. The default
+/// [`Backend::decide`], and the path a specialised backend falls back to for algorithms it
+/// has no native form of.
+pub async fn decide_by_update<B: Backend + ?Sized>(
+    backend: &B,
+    key: &str,
+    algorithm: &dyn Algorithm,
+    rate: &Rate,
+    cost: u64,
+) -> Result<Decision> {
+    if rate.is_unlimited() {
+        return Ok(Decision::unlimited());
+    }
+    check_cost(algorithm, rate, cost)?;
+    let now = backend.now().await?;
+    let key = state_key(algorithm, key, now, rate);
+    let mut outcome = None;
+    let mut step = |state: Option<&[u8]>| match run(algorithm, state, now, rate, cost) {
+        Ok(transition) => {
+            outcome = Some(Ok(transition.decision));
+            transition.write
+        }
+        Err(error) => {
+            outcome = Some(Err(error));
+            Write::Keep
+        }
+    };
+    backend.update(&key, &mut step).await?;
+    outcome.unwrap_or_else(|| Err(Error::Backend("update never called back".into())))
+}
 
 impl<B: Backend + ?Sized> Backend for Arc<B> {
     fn namespace(&self) -> &str {

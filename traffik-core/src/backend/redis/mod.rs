@@ -51,7 +51,7 @@ use crate::clock::{Clock, Micros, SharedClock, SystemClock};
 use crate::decision::Decision;
 use crate::error::{Error, Result};
 use crate::rate::Rate;
-use crate::strategy::{Algorithm, Builtin, Write, check_cost, run, state_key};
+use crate::strategy::{Algorithm, Builtin, Write, check_cost, state_key};
 
 /// Keys deleted per `UNLINK` (and asked for per `SCAN` step) by [`Backend::reset`].
 const RESET_BATCH: usize = 500;
@@ -405,21 +405,7 @@ impl RedisBackend {
         rate: &Rate,
         cost: u64,
     ) -> Result<Decision> {
-        let now = self.now().await?;
-        let key = state_key(algorithm, key, now, rate);
-        let mut outcome = None;
-        let mut step = |state: Option<&[u8]>| match run(algorithm, state, now, rate, cost) {
-            Ok(transition) => {
-                outcome = Some(Ok(transition.decision));
-                transition.write
-            }
-            Err(error) => {
-                outcome = Some(Err(error));
-                Write::Keep
-            }
-        };
-        self.update(&key, &mut step).await?;
-        outcome.unwrap_or_else(|| Err(Error::Backend("update never called back".into())))
+        super::decide_by_update(self, key, algorithm, rate, cost).await
     }
 
     /// The script for `algorithm` under `rate`, when it has one here.
