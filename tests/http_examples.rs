@@ -24,16 +24,12 @@ mod per_user;
 #[allow(dead_code)]
 mod quickstart;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::Router;
 use common::{TestServer, client};
 use futures_util::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use traffik::prelude::*;
 
 /// A time aligned to every window of a day or less (10 s, 1 min, 1 h), in microseconds.
@@ -486,33 +482,6 @@ async fn per_user_quota_follows_the_bearer_user_not_the_address() {
 // error_handling: Error Handling, a custom 429, configuration errors, anonymous clients
 // ---------------------------------------------------------------------------------------
 
-/// A router served on loopback *without* connect info.
-struct PlainServer {
-    addr: SocketAddr,
-    task: JoinHandle<()>,
-}
-
-impl PlainServer {
-    async fn start(app: Router) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("local addr");
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("serve");
-        });
-        Self { addr, task }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-}
-
-impl Drop for PlainServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 /// Three successes then the example's own 429, waiting `wait` seconds.
 async fn assert_custom_429_after_three(http: &reqwest::Client, url: &str, wait: u64) {
     for _ in 0..3 {
@@ -567,7 +536,7 @@ async fn error_handling_counts_clients_without_connect_info_as_anonymous() {
     let app = error_handling::app(traffik_at(&clock), "3/m").expect("a valid rate");
     // Without connect info the default identifier would answer 500; the fallback
     // identifier counts these requests as `anonymous:/api/data` instead.
-    let server = PlainServer::start(app).await;
+    let server = common::PlainServer::start(app).await;
     let http = client();
     assert_custom_429_after_three(&http, &server.url("/api/data"), 60).await;
 }

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
@@ -13,8 +12,6 @@ use axum::extract::FromRef;
 use axum::routing::get;
 use common::{TestServer, client};
 use reqwest::StatusCode;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use traffik::prelude::*;
 
 /// A time aligned to every window of a day or less (10 s, 1 min, 1 h), in microseconds.
@@ -539,40 +536,13 @@ async fn a_throttle_in_the_state_comes_from_each_apps_configuration() {
     assert!(HttpThrottle::parse("configured", "2/mins").is_err());
 }
 
-/// A router served on loopback *without* connect info.
-struct PlainServer {
-    addr: SocketAddr,
-    task: JoinHandle<()>,
-}
-
-impl PlainServer {
-    async fn start(app: Router) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("local addr");
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("serve");
-        });
-        Self { addr, task }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-}
-
-impl Drop for PlainServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 #[tokio::test]
 async fn without_connect_info_the_default_identifier_answers_500_with_the_fix() {
     let clock = ManualClock::new(T0);
     let app = Router::new()
         .route("/one", get(one_per_minute))
         .with_state(traffik_at(&clock));
-    let server = PlainServer::start(app).await;
+    let server = common::PlainServer::start(app).await;
 
     let response = client()
         .get(server.url("/one"))
