@@ -54,7 +54,8 @@ impl Gcra {
         let limit = u128::from(rate.limit());
         let period = u128::from(rate.period_micros());
         let now = u128::from(now) * limit;
-        let tolerance = u128::from(self.burst(rate)) * period + period * limit;
+        // Saturating: with a limit, burst and period near `u64::MAX` the sum exceeds u128.
+        let tolerance = (u128::from(self.burst(rate)) * period).saturating_add(period * limit);
         let tat = match state {
             None => now,
             Some(bytes) => match codec::decode::<2>(bytes, tag::GCRA)
@@ -94,7 +95,9 @@ impl Algorithm for Gcra {
         let burst = self.burst(rate);
         let tolerance = u128::from(burst) * period;
         let (now_scaled, tat) = self.times(state, now, rate);
-        let new_tat = tat + u128::from(cost) * period;
+        // Saturating: only reachable with a limit and period near `u64::MAX`, where the
+        // scaled times approach the end of u128.
+        let new_tat = tat.saturating_add(u128::from(cost) * period);
         let backlog = new_tat - now_scaled;
         if backlog > tolerance {
             let current = tat - now_scaled;
@@ -120,7 +123,9 @@ impl Algorithm for Gcra {
         let (now_scaled, tat) = self.times(state, now, rate);
         let current = tat - now_scaled;
         let reset = micros(ceil_div(current, limit));
-        let excess = (current + period).saturating_sub(u128::from(burst) * period);
+        let excess = current
+            .saturating_add(period)
+            .saturating_sub(u128::from(burst) * period);
         if excess == 0 {
             Decision::allow(burst, self.remaining(current, rate), reset)
         } else {

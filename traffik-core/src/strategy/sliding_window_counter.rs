@@ -65,14 +65,17 @@ impl SlidingWindowCounter {
     fn fits(c: &Counts, cost: u64, rate: &Rate) -> bool {
         let period = u128::from(rate.period_micros());
         let weighted = u128::from(c.previous) * (period - c.elapsed);
-        let needed = (u128::from(c.current) + u128::from(cost)) * period;
-        weighted + needed <= u128::from(rate.limit()) * period
+        // Saturating: with counts and a period near `u64::MAX` the products exceed u128,
+        // and anything that large is over the limit.
+        let needed = (u128::from(c.current) + u128::from(cost)).saturating_mul(period);
+        weighted.saturating_add(needed) <= u128::from(rate.limit()) * period
     }
 
     /// Whole units of cost that still fit now.
     fn remaining(c: &Counts, rate: &Rate) -> u64 {
         let period = u128::from(rate.period_micros());
-        let used = u128::from(c.previous) * (period - c.elapsed) + u128::from(c.current) * period;
+        let used = (u128::from(c.previous) * (period - c.elapsed))
+            .saturating_add(u128::from(c.current) * period);
         let room = (u128::from(rate.limit()) * period).saturating_sub(used) / period;
         u64::try_from(room).unwrap_or(u64::MAX)
     }

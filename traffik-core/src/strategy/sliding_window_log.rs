@@ -82,7 +82,12 @@ impl SlidingWindowLog {
     /// Microseconds until the whole log has left the window.
     fn until_empty(entries: &[Entry], now: Micros, rate: &Rate) -> u128 {
         entries.last().map_or(0, |newest| {
-            u128::from((newest.at + rate.period_micros()).saturating_sub(now))
+            u128::from(
+                newest
+                    .at
+                    .saturating_add(rate.period_micros())
+                    .saturating_sub(now),
+            )
         })
     }
 
@@ -92,8 +97,10 @@ impl SlidingWindowLog {
         let mut freed = 0u64;
         for entry in entries {
             freed = freed.saturating_add(entry.cost);
-            if used.saturating_sub(freed).saturating_add(cost) <= limit {
-                return u128::from((entry.at + rate.period_micros()).saturating_sub(now));
+            let left = used.saturating_sub(freed).checked_add(cost);
+            if left.is_some_and(|left| left <= limit) {
+                let leaves = entry.at.saturating_add(rate.period_micros());
+                return u128::from(leaves.saturating_sub(now));
             }
         }
         Self::until_empty(entries, now, rate)
@@ -115,7 +122,8 @@ impl Algorithm for SlidingWindowLog {
         let limit = rate.limit();
         let mut entries = Self::live(state, now, rate);
         let used = Self::used(&entries);
-        if used.saturating_add(cost) > limit {
+        // Checked, not saturating: with a limit of u64::MAX a saturated sum would pass.
+        if used.checked_add(cost).is_none_or(|total| total > limit) {
             let wait = Self::wait_for(&entries, used, cost, now, rate);
             let reset = Self::until_empty(&entries, now, rate);
             return Ok(Transition::keep(Decision::deny(
