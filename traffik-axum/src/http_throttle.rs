@@ -7,7 +7,9 @@ use std::time::Duration;
 use axum::response::Response;
 use futures_util::future::BoxFuture;
 use http::request::Parts;
-use traffik_core::{Backend, Decision, Identity, Rate, SharedBackend, Strategy, Throttle};
+use traffik_core::{
+    Backend, Decision, FailurePolicy, Identity, Rate, SharedBackend, Strategy, Throttle,
+};
 
 use crate::headers::HeaderPolicy;
 use crate::ws::WsOnThrottled;
@@ -206,6 +208,70 @@ impl HttpThrottle {
     #[must_use]
     pub fn min_wait_period(self, floor: Duration) -> Self {
         self.map_throttle(|t| t.min_wait_period(floor))
+    }
+
+    /// Answers backend failures with `policy` instead of the backend's default (see
+    /// [`FailurePolicy`]): [`Allow`](FailurePolicy::Allow) lets the request through,
+    /// [`Throttle`](FailurePolicy::Throttle) answers it like a throttled one (429 with
+    /// `Retry-After`, or the [`on_throttled`](Self::on_throttled) handler's response), and
+    /// [`Raise`](FailurePolicy::Raise) answers `503 Service Unavailable`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use traffik_axum::HttpThrottle;
+    /// use traffik_core::{FailurePolicy, rate};
+    ///
+    /// let login = HttpThrottle::new("login", rate!("5/m"))
+    ///     .on_error(FailurePolicy::Throttle(Duration::from_secs(30)))
+    ///     .timeout(Duration::from_millis(100));
+    /// assert!(login.throttle().failure_policy().is_some());
+    /// ```
+    #[must_use]
+    pub fn on_error(self, policy: FailurePolicy) -> Self {
+        self.map_throttle(|t| t.on_error(policy))
+    }
+
+    /// Gives each decision at most `limit` instead of the backend's timeout (250 ms by
+    /// default); past it, the failure policy answers.
+    #[must_use]
+    pub fn timeout(self, limit: Duration) -> Self {
+        self.map_throttle(|t| t.timeout(limit))
+    }
+
+    /// Shadow mode, for rolling a limit out safely: the throttle decides and reports, but
+    /// never rejects. A request over the limit is let through, logged at `info` (uid,
+    /// key, wait) and counted ([`shadow_denials`](Self::shadow_denials)); its decision is
+    /// marked [`Decision::shadowed`] and still carries the exhausted quota, so the
+    /// `RateLimit` headers report it (without `Retry-After`): a [`ThrottleLayer`] adds
+    /// them to the response unless the header policy is
+    /// [`Never`](crate::HeaderPolicy::Never), and a [`Throttled`](crate::Throttled)
+    /// returned from the handler adds them too. WebSocket messages over the limit are
+    /// processed. Backend failures never reject either.
+    ///
+    /// [`ThrottleLayer`]: crate::ThrottleLayer
+    ///
+    /// ```
+    /// use traffik_axum::HttpThrottle;
+    /// use traffik_core::rate;
+    ///
+    /// let candidate = HttpThrottle::new("new_api_limit", rate!("100/m")).shadow(true);
+    /// assert!(candidate.is_shadow());
+    /// assert_eq!(candidate.shadow_denials(), 0);
+    /// ```
+    #[must_use]
+    pub fn shadow(self, enabled: bool) -> Self {
+        self.map_throttle(|t| t.shadow(enabled))
+    }
+
+    /// Whether the throttle is in shadow mode.
+    pub fn is_shadow(&self) -> bool {
+        self.inner.throttle.is_shadow()
+    }
+
+    /// How many requests (or WebSocket messages) this throttle let through in shadow mode
+    /// that it would otherwise have rejected.
+    pub fn shadow_denials(&self) -> u64 {
+        self.inner.throttle.shadow_denials()
     }
 
     /// Answers throttled requests with `handler` instead of the default 429.

@@ -304,7 +304,9 @@ where
                     .inner()
                     .headers
                     .unwrap_or(layer.traffik.header_policy());
-                if policy == HeaderPolicy::Always {
+                // A shadow throttle's would-be denial is reported like a denial would be:
+                // that is what shadow mode is for.
+                if policy.includes(decision.shadowed) {
                     headers.push(throttle.uid(), throttle.rate(), &decision);
                 }
             }

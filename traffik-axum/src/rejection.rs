@@ -79,11 +79,12 @@ impl IntoResponse for ThrottleRejection {
                 (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response()
             }
             Kind::Limiter(error) => {
-                let status = match error {
-                    Error::Backend(_) | Error::Closed(_) | Error::LockTimeout { .. } => {
-                        StatusCode::SERVICE_UNAVAILABLE
-                    }
-                    _ => StatusCode::INTERNAL_SERVER_ERROR,
+                // A backend that failed (unreachable, too slow, closed, circuit open) is a
+                // temporary condition: 503. Anything else is a configuration mistake: 500.
+                let status = if error.is_backend_failure() {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::INTERNAL_SERVER_ERROR
                 };
                 tracing::error!(%error, "rate limiter failed");
                 (status, format!("rate limiter error: {error}")).into_response()

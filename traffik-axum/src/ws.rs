@@ -104,8 +104,13 @@ impl<T> WsThrottle<T> {
     }
 
     /// Decides one message and, when it is over the limit, tells the client (or closes
-    /// the connection, per [`WsOnThrottled`]). Backend failures count as allowed after
-    /// being logged, so that a limiter outage never stops a conversation.
+    /// the connection, per [`WsOnThrottled`]).
+    ///
+    /// A backend failure is answered by the throttle's failure policy
+    /// ([`HttpThrottle::on_error`]): a fail-closed policy throttles the message; an
+    /// error the policy returns is logged and the message allowed, so that a limiter
+    /// outage never stops a conversation. A [shadow](HttpThrottle::shadow) throttle
+    /// allows every message (counting those over the limit).
     pub async fn check(&self, socket: &mut WebSocket) -> Result<WsVerdict, axum::Error> {
         let decision = match self.hit().await {
             Ok(decision) => decision,

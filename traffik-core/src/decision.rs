@@ -26,6 +26,44 @@ pub struct Decision {
     pub remaining: u64,
     /// How long until the quota is fully restored (window end, bucket full).
     pub reset: Duration,
+    /// How the decision was reached: by the backend, by a circuit breaker's fallback, or
+    /// by a [`FailurePolicy`](crate::FailurePolicy) because the backend failed.
+    pub source: DecisionSource,
+    /// The strategy denied this request, but the throttle is in shadow mode
+    /// ([`Throttle::shadow`](crate::Throttle::shadow)): it is let through (`allowed` is
+    /// `true`), and `wait`, `remaining` and `reset` tell what the denial said.
+    pub shadowed: bool,
+}
+
+/// How a [`Decision`] was reached.
+///
+/// Anything but [`DecisionSource::Backend`] means the throttle's usual store did not
+/// judge the request, which callers, logs and metrics may want to tell apart.
+///
+/// ```
+/// use std::time::Duration;
+/// use traffik_core::{Decision, DecisionSource};
+///
+/// let decided = Decision::allow(10, 9, Duration::from_secs(60));
+/// assert_eq!(decided.source, DecisionSource::Backend);
+/// assert!(decided.is_decided());
+/// assert!(!Decision::fail_open().is_decided());
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DecisionSource {
+    /// The backend judged the request (the usual case).
+    #[default]
+    Backend,
+    /// A [`CircuitBreaker`](crate::CircuitBreaker)'s fallback backend judged it, because
+    /// the primary backend was failing.
+    Fallback,
+    /// The backend failed and the failure policy let the request through unjudged
+    /// ([`FailurePolicy::Allow`](crate::FailurePolicy::Allow)).
+    FailOpen,
+    /// The backend failed and the failure policy denied the request
+    /// ([`FailurePolicy::Throttle`](crate::FailurePolicy::Throttle)).
+    FailClosed,
 }
 
 impl Decision {
@@ -37,6 +75,8 @@ impl Decision {
             limit,
             remaining,
             reset,
+            source: DecisionSource::Backend,
+            shadowed: false,
         }
     }
 
@@ -48,12 +88,84 @@ impl Decision {
             limit,
             remaining,
             reset: reset.max(wait),
+            source: DecisionSource::Backend,
+            shadowed: false,
         }
     }
 
     /// The decision for an unlimited rate or an exempt client.
     pub const fn unlimited() -> Self {
         Self::allow(u64::MAX, u64::MAX, Duration::ZERO)
+    }
+
+    /// A request let through unjudged because the backend failed (fail open): like
+    /// [`unlimited`](Decision::unlimited), so no rate-limit header advertises a quota
+    /// nobody computed, and marked [`DecisionSource::FailOpen`].
+    ///
+    /// ```
+    /// use traffik_core::{Decision, DecisionSource};
+    ///
+    /// let open = Decision::fail_open();
+    /// assert!(open.allowed);
+    /// assert_eq!(open.source, DecisionSource::FailOpen);
+    /// ```
+    pub const fn fail_open() -> Self {
+        Self::unlimited().with_source(DecisionSource::FailOpen)
+    }
+
+    /// A request denied for `wait` because the backend failed (fail closed), for a throttle
+    /// whose limit is `limit`; marked [`DecisionSource::FailClosed`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use traffik_core::{Decision, DecisionSource};
+    ///
+    /// let closed = Decision::fail_closed(100, Duration::from_secs(5));
+    /// assert!(!closed.allowed);
+    /// assert_eq!(closed.retry_after_secs(), 5);
+    /// assert_eq!(closed.source, DecisionSource::FailClosed);
+    /// ```
+    pub fn fail_closed(limit: u64, wait: Duration) -> Self {
+        Self::deny(limit, 0, wait, wait).with_source(DecisionSource::FailClosed)
+    }
+
+    /// The same decision, marked as reached by `source`.
+    pub const fn with_source(mut self, source: DecisionSource) -> Self {
+        self.source = source;
+        self
+    }
+
+    /// Whether the backend (or a circuit breaker's fallback) judged the request, rather
+    /// than a failure policy.
+    pub fn is_decided(&self) -> bool {
+        matches!(
+            self.source,
+            DecisionSource::Backend | DecisionSource::Fallback
+        )
+    }
+
+    /// A denial turned into a pass for shadow mode: `allowed` becomes `true` and
+    /// [`shadowed`](Decision::shadowed) is set; `wait` keeps the wait the denial told, and
+    /// `reset` is at least that wait, so rate-limit headers built from it still report
+    /// the exhausted quota. An admitted request is left alone.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use traffik_core::Decision;
+    ///
+    /// let denied = Decision::deny(5, 0, Duration::from_secs(3), Duration::from_secs(3));
+    /// let shadowed = denied.into_shadow();
+    /// assert!(shadowed.allowed && shadowed.shadowed);
+    /// assert_eq!(shadowed.wait, Duration::from_secs(3));
+    /// assert_eq!(shadowed.retry_after_secs(), 0);
+    /// ```
+    pub fn into_shadow(mut self) -> Self {
+        if !self.allowed {
+            self.allowed = true;
+            self.shadowed = true;
+            self.reset = self.reset.max(self.wait);
+        }
+        self
     }
 
     /// The same decision with its wait raised to at least `floor` if it is a denial;

@@ -58,6 +58,47 @@ pub enum Error {
     /// The backend was closed and can no longer serve requests.
     #[error("backend {0:?} is closed")]
     Closed(String),
+    /// The backend did not answer within the time allowed for one decision (see
+    /// [`Throttle::timeout`](crate::Throttle::timeout) and
+    /// [`Backend::timeout`](crate::Backend::timeout)).
+    #[error("backend did not answer within {0:?}")]
+    Timeout(Duration),
+    /// A [`CircuitBreaker`](crate::CircuitBreaker) is open: the backend failed
+    /// repeatedly and is not called until its cool-down ends.
+    #[error("backend {0:?} is unavailable: its circuit breaker is open")]
+    CircuitOpen(String),
+}
+
+impl Error {
+    /// Whether this is a failure of the backend (it could not be reached, did not answer
+    /// in time, was closed, or a lock could not be taken) rather than an error in the
+    /// configuration or the request.
+    ///
+    /// Backend failures are what a [`FailurePolicy`](crate::FailurePolicy) answers and
+    /// what a [`CircuitBreaker`](crate::CircuitBreaker) counts; every other error
+    /// ([`InvalidRate`](Error::InvalidRate),
+    /// [`CostExceedsCapacity`](Error::CostExceedsCapacity),
+    /// [`Configuration`](Error::Configuration), [`WrongType`](Error::WrongType)) is a
+    /// mistake to surface, the same on every try.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use traffik_core::Error;
+    ///
+    /// assert!(Error::Backend("connection refused".into()).is_backend_failure());
+    /// assert!(Error::Timeout(Duration::from_millis(250)).is_backend_failure());
+    /// assert!(!Error::CostExceedsCapacity { cost: 10, capacity: 5 }.is_backend_failure());
+    /// ```
+    pub fn is_backend_failure(&self) -> bool {
+        matches!(
+            self,
+            Error::Backend(_)
+                | Error::Closed(_)
+                | Error::LockTimeout { .. }
+                | Error::Timeout(_)
+                | Error::CircuitOpen(_)
+        )
+    }
 }
 
 /// `Result` with [`Error`] as its error type.

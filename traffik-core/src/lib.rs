@@ -23,20 +23,22 @@ pub mod clock;
 pub mod decision;
 pub mod error;
 pub mod key;
+pub mod policy;
 pub mod rate;
 pub mod strategy;
 pub mod throttle;
 
 pub use backend::{
-    Backend, BackendFuture, InMemoryBackend, InMemoryBackendBuilder, Lock, LockOptions,
-    SharedBackend,
+    Backend, BackendFuture, BreakerState, CircuitBreaker, CircuitBreakerBuilder, InMemoryBackend,
+    InMemoryBackendBuilder, Lock, LockOptions, SharedBackend,
 };
 #[cfg(feature = "redis")]
 pub use backend::{RedisBackend, RedisBackendBuilder};
 pub use clock::{Clock, ManualClock, Micros, SharedClock, SystemClock};
-pub use decision::Decision;
+pub use decision::{Decision, DecisionSource};
 pub use error::{Error, Result};
 pub use key::Identity;
+pub use policy::{FailureContext, FailurePolicy, FailureVerdict};
 pub use rate::{Rate, RateBuilder};
 pub use strategy::{
     Algorithm, FixedWindow, Gcra, LeakyBucket, LeakyBucketWithQueue, SlidingWindowCounter,

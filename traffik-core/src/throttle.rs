@@ -3,12 +3,15 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::backend::{Backend, SharedBackend};
+use crate::backend::{Backend, BackendFuture, SharedBackend};
+use crate::clock::{Clock, SystemClock};
 use crate::decision::Decision;
 use crate::error::{Error, Result};
 use crate::key::{Identity, throttle_key};
+use crate::policy::{FailureContext, FailurePolicy, FailureVerdict};
 use crate::rate::Rate;
 use crate::strategy::{FixedWindow, Strategy};
 
@@ -45,6 +48,22 @@ impl IntoRate for &String {
 /// A rate limit with an identity: uid, rate, strategy, cost and policies. It decides
 /// requests with [`Throttle::hit`]; the web integrations build on it.
 ///
+/// # When the backend fails
+///
+/// Every decision is bounded in time: one that does not complete at once is given
+/// [`timeout`](Throttle::timeout) (default: the backend's [`Backend::timeout`], 250 ms),
+/// after which it fails with [`Error::Timeout`]. A backend failure is then answered by
+/// the throttle's [`FailurePolicy`] ([`on_error`](Throttle::on_error); default: the
+/// backend's [`Backend::failure_policy`], which is [`FailurePolicy::Raise`] unless
+/// configured): let the request through, deny it, or return the error.
+///
+/// # Shadow mode
+///
+/// A throttle in [`shadow`](Throttle::shadow) mode decides and reports but never denies:
+/// a request its strategy denies is let through, logged, counted
+/// ([`shadow_denials`](Throttle::shadow_denials)) and marked
+/// ([`Decision::shadowed`]), for rolling a new limit out safely.
+///
 /// ```
 /// use traffik_core::{Identity, InMemoryBackend, Throttle, strategy::TokenBucket};
 ///
@@ -71,7 +90,27 @@ pub struct Throttle {
     min_wait_period: Duration,
     backend: Option<SharedBackend>,
     exempt: Arc<HashSet<String>>,
+    on_error: Option<FailurePolicy>,
+    timeout: Option<Duration>,
+    shadow: bool,
+    /// Shared by clones: what happened to this throttle's decisions.
+    stats: Arc<Stats>,
 }
+
+/// Counters shared by a throttle's clones.
+#[derive(Debug, Default)]
+struct Stats {
+    /// Requests a shadow throttle would have denied.
+    shadow_denials: AtomicU64,
+    /// When a backend failure was last logged at `warn`, in microseconds since the epoch.
+    last_failure_warning: AtomicU64,
+    /// Failures logged at `debug` only since then.
+    quiet_failures: AtomicU64,
+}
+
+/// At most one `warn` per throttle and interval for backend failures: an outage under
+/// load must not flood the logs.
+const FAILURE_WARNING_INTERVAL_MICROS: u64 = 1_000_000;
 
 impl Throttle {
     /// A throttle named `uid` (unique per limit: it separates the state of different
@@ -105,6 +144,10 @@ impl Throttle {
             min_wait_period: Duration::ZERO,
             backend: None,
             exempt: Arc::new(HashSet::new()),
+            on_error: None,
+            timeout: None,
+            shadow: false,
+            stats: Arc::default(),
         }
     }
 
@@ -156,6 +199,67 @@ impl Throttle {
         self
     }
 
+    /// Answers backend failures with `policy` instead of the backend's
+    /// [`failure_policy`](Backend::failure_policy). Configuration errors (a cost above
+    /// the capacity, for example) are never answered by the policy: they are returned.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use traffik_core::{FailurePolicy, Throttle};
+    ///
+    /// let throttle = Throttle::new("login", "5/m")?
+    ///     .on_error(FailurePolicy::Throttle(Duration::from_secs(30)));
+    /// assert!(matches!(throttle.failure_policy(), Some(FailurePolicy::Throttle(_))));
+    /// # Ok::<(), traffik_core::Error>(())
+    /// ```
+    pub fn on_error(mut self, policy: FailurePolicy) -> Self {
+        self.on_error = Some(policy);
+        self
+    }
+
+    /// Gives each decision at most `limit` (instead of the backend's
+    /// [`timeout`](Backend::timeout)); past it the decision fails with
+    /// [`Error::Timeout`], answered by the failure policy. `Duration::MAX` waits forever.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use traffik_core::Throttle;
+    ///
+    /// let throttle = Throttle::new("api", "10/s")?.timeout(Duration::from_millis(50));
+    /// assert_eq!(throttle.decision_timeout(), Some(Duration::from_millis(50)));
+    /// # Ok::<(), traffik_core::Error>(())
+    /// ```
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// Shadow mode: decide and report, but never deny. A request the strategy denies is
+    /// let through with a [`Decision::shadowed`] decision (its `wait` and `remaining`
+    /// still tell what the denial said), logged at `info` and counted in
+    /// [`shadow_denials`](Throttle::shadow_denials). A backend failure never denies
+    /// either: whatever the failure policy says, the request passes (logged at `warn`).
+    /// Configuration errors are still returned.
+    ///
+    /// ```
+    /// use traffik_core::{Identity, InMemoryBackend, Throttle};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let backend = InMemoryBackend::new("app");
+    /// let throttle = Throttle::new("new_limit", "1/m")?.shadow(true);
+    /// let client = Identity::client("198.51.100.4");
+    /// assert!(throttle.hit(&client, "api", &backend).await?.allowed);
+    /// let over = throttle.hit(&client, "api", &backend).await?;
+    /// assert!(over.allowed && over.shadowed);
+    /// assert_eq!(throttle.shadow_denials(), 1);
+    /// # Ok::<(), traffik_core::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn shadow(mut self, enabled: bool) -> Self {
+        self.shadow = enabled;
+        self
+    }
+
     /// Checks the configuration as a whole: the cost must fit the strategy's capacity.
     /// Call it at start-up to fail early rather than at the first request.
     pub fn validate(&self) -> Result<()> {
@@ -201,6 +305,29 @@ impl Throttle {
         self.backend.as_ref()
     }
 
+    /// The throttle's own failure policy, if it has one (otherwise the backend's
+    /// applies).
+    pub fn failure_policy(&self) -> Option<&FailurePolicy> {
+        self.on_error.as_ref()
+    }
+
+    /// The throttle's own bound on one decision, if it has one (otherwise the backend's
+    /// applies).
+    pub fn decision_timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// Whether the throttle is in shadow mode.
+    pub fn is_shadow(&self) -> bool {
+        self.shadow
+    }
+
+    /// How many requests this throttle (and its clones) let through in shadow mode that
+    /// it would otherwise have denied.
+    pub fn shadow_denials(&self) -> u64 {
+        self.stats.shadow_denials.load(Ordering::Relaxed)
+    }
+
     /// The storage key for `identity` in `scope`, relative to a backend's namespace.
     pub fn key(&self, identity: &str, scope: &str) -> String {
         throttle_key(&self.uid, identity, scope)
@@ -242,20 +369,135 @@ impl Throttle {
         };
         let backend: &dyn Backend = self.backend.as_deref().unwrap_or(backend);
         let key = self.key(id, scope);
-        let decision = self.strategy.hit(&key, &self.rate, cost, backend).await?;
-        if !decision.allowed {
-            tracing::debug!(
+        let decided = self
+            .bounded(backend, self.strategy.hit(&key, &self.rate, cost, backend))
+            .await;
+        let decision = match decided {
+            Ok(decision) => decision,
+            Err(error) if error.is_backend_failure() => {
+                let failure = FailureContext {
+                    error: &error,
+                    uid: &self.uid,
+                    identity: id,
+                    scope,
+                    key: &key,
+                    cost,
+                    namespace: backend.namespace(),
+                };
+                match self.on_failure(&failure, backend) {
+                    Some(decision) => decision,
+                    None => return Err(error),
+                }
+            }
+            Err(error) => return Err(error),
+        };
+        let decision = decision.with_min_wait(self.min_wait_period);
+        if decision.allowed {
+            return Ok(decision);
+        }
+        if self.shadow {
+            self.stats.shadow_denials.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
                 uid = %self.uid,
                 identity = id,
                 scope,
+                key,
                 wait_ms = decision.wait.as_millis() as u64,
-                "request throttled"
+                source = ?decision.source,
+                "shadow throttle would have throttled this request; let through"
+            );
+            return Ok(decision.into_shadow());
+        }
+        tracing::debug!(
+            uid = %self.uid,
+            identity = id,
+            scope,
+            wait_ms = decision.wait.as_millis() as u64,
+            source = ?decision.source,
+            "request throttled"
+        );
+        Ok(decision)
+    }
+
+    /// Awaits a decision, for at most the throttle's (or else the backend's) timeout. A
+    /// decision that completes on its first poll (the in-memory backend's) starts no
+    /// timer.
+    async fn bounded(
+        &self,
+        backend: &dyn Backend,
+        decision: BackendFuture<'_, Result<Decision>>,
+    ) -> Result<Decision> {
+        let pending = match decision.now_or_never() {
+            Ok(done) => return done,
+            Err(pending) => pending,
+        };
+        let limit = self.timeout.unwrap_or_else(|| backend.timeout());
+        match tokio::time::timeout(limit, pending).await {
+            Ok(done) => done,
+            Err(_) => Err(Error::Timeout(limit)),
+        }
+    }
+
+    /// The decision the failure policy gives for a backend failure, or `None` to return
+    /// the error.
+    fn on_failure(&self, failure: &FailureContext<'_>, backend: &dyn Backend) -> Option<Decision> {
+        let verdict = match &self.on_error {
+            Some(policy) => policy.verdict(failure),
+            None => backend.failure_policy().verdict(failure),
+        };
+        let (verdict, decision) = match verdict {
+            FailureVerdict::Allow => ("allow", Some(Decision::fail_open())),
+            FailureVerdict::Throttle(wait) => (
+                "throttle",
+                Some(Decision::fail_closed(self.rate.limit(), wait)),
+            ),
+            // A shadow throttle never stops a request, not even for a failure.
+            FailureVerdict::Raise if self.shadow => ("allow (shadow)", Some(Decision::fail_open())),
+            FailureVerdict::Raise => ("raise", None),
+        };
+        self.log_failure(failure, verdict);
+        decision
+    }
+
+    /// Logs a backend failure: at `warn` at most once a second per throttle (with the
+    /// number of failures logged at `debug` only since the last warning), else `debug`.
+    fn log_failure(&self, failure: &FailureContext<'_>, verdict: &str) {
+        let now = SystemClock.now_micros();
+        let last = self.stats.last_failure_warning.load(Ordering::Relaxed);
+        let warn = now.saturating_sub(last) >= FAILURE_WARNING_INTERVAL_MICROS
+            && self
+                .stats
+                .last_failure_warning
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
+        if warn {
+            let since_last_warning = self.stats.quiet_failures.swap(0, Ordering::Relaxed);
+            tracing::warn!(
+                uid = %failure.uid,
+                key = failure.key,
+                namespace = failure.namespace,
+                error = %failure.error,
+                verdict,
+                since_last_warning,
+                "rate-limit backend failed; answering with the failure policy"
+            );
+        } else {
+            self.stats.quiet_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                uid = %failure.uid,
+                key = failure.key,
+                namespace = failure.namespace,
+                error = %failure.error,
+                verdict,
+                "rate-limit backend failed; answering with the failure policy"
             );
         }
-        Ok(decision.with_min_wait(self.min_wait_period))
     }
 
     /// What one request from `identity` in `scope` would get now, consuming nothing.
+    ///
+    /// Bounded by the same timeout as [`hit`](Throttle::hit); a backend failure is
+    /// returned as an error (a report has nothing to fail open or closed).
     pub async fn stat(
         &self,
         identity: &Identity,
@@ -268,8 +510,7 @@ impl Throttle {
         let backend: &dyn Backend = self.backend.as_deref().unwrap_or(backend);
         let key = self.key(id, scope);
         Ok(self
-            .strategy
-            .stat(&key, &self.rate, backend)
+            .bounded(backend, self.strategy.stat(&key, &self.rate, backend))
             .await?
             .with_min_wait(self.min_wait_period))
     }
@@ -284,6 +525,9 @@ impl fmt::Debug for Throttle {
             .field("cost", &self.cost)
             .field("min_wait_period", &self.min_wait_period)
             .field("own_backend", &self.backend.is_some())
+            .field("on_error", &self.on_error)
+            .field("timeout", &self.timeout)
+            .field("shadow", &self.shadow)
             .finish()
     }
 }

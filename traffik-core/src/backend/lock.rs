@@ -121,3 +121,37 @@ impl fmt::Debug for Lock {
             .finish()
     }
 }
+
+/// Takes a lock by calling `attempt` until it returns one, waiting between attempts with a
+/// jittered backoff for as long as `options` allow; [`Error::LockTimeout`] after that.
+///
+/// [`Error::LockTimeout`]: crate::Error::LockTimeout
+#[cfg(any(feature = "redis", feature = "memcached"))]
+pub(crate) async fn poll_for<F, Fut>(
+    name: &str,
+    options: LockOptions,
+    mut attempt: F,
+) -> Result<Lock>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<Lock>>>,
+{
+    let started = tokio::time::Instant::now();
+    let mut backoff =
+        super::backoff::Backoff::new(Duration::from_millis(1), Duration::from_millis(50));
+    loop {
+        if let Some(lock) = attempt().await? {
+            return Ok(lock);
+        }
+        let waited = started.elapsed();
+        match options.wait {
+            Some(limit) if waited < limit => backoff.wait_at_most(limit - waited).await,
+            _ => {
+                return Err(crate::Error::LockTimeout {
+                    name: name.to_owned(),
+                    waited,
+                });
+            }
+        }
+    }
+}

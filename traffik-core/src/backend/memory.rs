@@ -13,6 +13,7 @@ use super::{Backend, BackendFuture, Lock, LockOptions, LockRelease, UpdateFn};
 use crate::clock::{Micros, SharedClock, SystemClock};
 use crate::decision::Decision;
 use crate::error::{Error, Result};
+use crate::policy::{DEFAULT_TIMEOUT, FailurePolicy};
 use crate::rate::Rate;
 use crate::strategy::{Algorithm, StateBytes, Write, run};
 
@@ -105,6 +106,8 @@ pub struct InMemoryBackend {
 struct Inner {
     namespace: String,
     persistent: bool,
+    on_error: FailurePolicy,
+    timeout: Duration,
     clock: SharedClock,
     map: Map,
     closed: AtomicBool,
@@ -129,6 +132,8 @@ impl Drop for Inner {
 pub struct InMemoryBackendBuilder {
     namespace: String,
     persistent: bool,
+    on_error: FailurePolicy,
+    timeout: Duration,
     clock: SharedClock,
     sweep_interval: Duration,
 }
@@ -137,6 +142,23 @@ impl InMemoryBackendBuilder {
     /// Keep state across [`Backend::close`] (default: cleared on close).
     pub fn persistent(mut self, persistent: bool) -> Self {
         self.persistent = persistent;
+        self
+    }
+
+    /// What throttles without a failure policy of their own answer when this backend
+    /// fails (default: [`FailurePolicy::Raise`]); see [`Backend::failure_policy`]. The
+    /// in-memory backend fails only once closed.
+    pub fn on_error(mut self, policy: FailurePolicy) -> Self {
+        self.on_error = policy;
+        self
+    }
+
+    /// How long one decision may take (default:
+    /// [`DEFAULT_TIMEOUT`](crate::policy::DEFAULT_TIMEOUT)); see [`Backend::timeout`].
+    /// In-memory decisions complete at once, so this only bounds custom strategies that
+    /// wait (for a lock, for example).
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = limit;
         self
     }
 
@@ -167,6 +189,8 @@ impl InMemoryBackendBuilder {
             inner: Arc::new(Inner {
                 namespace: self.namespace,
                 persistent: self.persistent,
+                on_error: self.on_error,
+                timeout: self.timeout,
                 clock: self.clock,
                 map: DashMap::with_hasher_and_shard_amount(
                     foldhash::fast::RandomState::default(),
@@ -194,19 +218,25 @@ impl InMemoryBackend {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use traffik_core::{Backend, InMemoryBackend, ManualClock};
+    /// use traffik_core::{Backend, FailurePolicy, InMemoryBackend, ManualClock};
     ///
     /// let backend = InMemoryBackend::builder("tests")
     ///     .persistent(true)
     ///     .clock(ManualClock::new(0))
     ///     .sweep_interval(Duration::from_secs(1))
+    ///     .on_error(FailurePolicy::Allow)
+    ///     .timeout(Duration::from_millis(100))
     ///     .build();
     /// assert!(backend.persistent());
+    /// assert!(matches!(backend.failure_policy(), FailurePolicy::Allow));
+    /// assert_eq!(backend.timeout(), Duration::from_millis(100));
     /// ```
     pub fn builder(namespace: impl Into<String>) -> InMemoryBackendBuilder {
         InMemoryBackendBuilder {
             namespace: namespace.into(),
             persistent: false,
+            on_error: FailurePolicy::Raise,
+            timeout: DEFAULT_TIMEOUT,
             clock: Arc::new(SystemClock),
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
         }
@@ -475,6 +505,14 @@ impl Backend for InMemoryBackend {
 
     fn persistent(&self) -> bool {
         self.inner.persistent
+    }
+
+    fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    fn failure_policy(&self) -> FailurePolicy {
+        self.inner.on_error.clone()
     }
 
     fn initialize(&self) -> BackendFuture<'_, Result<()>> {

@@ -9,6 +9,9 @@
 //! Keys given to a backend are relative to its namespace: the backend keeps namespaces
 //! apart, and [`Backend::reset`] clears exactly its own.
 
+#[cfg(any(feature = "redis", feature = "memcached"))]
+mod backoff;
+mod breaker;
 mod future;
 mod lock;
 mod memory;
@@ -23,6 +26,7 @@ use std::time::Duration;
 pub use self::redis::{
     ConnectFuture, ConnectionFactory, RedisBackend, RedisBackendBuilder, deadpool_redis,
 };
+pub use breaker::{BreakerState, CircuitBreaker, CircuitBreakerBuilder};
 pub use future::BackendFuture;
 pub use lock::{Lock, LockOptions, LockRelease};
 pub use memory::{InMemoryBackend, InMemoryBackendBuilder};
@@ -30,6 +34,7 @@ pub use memory::{InMemoryBackend, InMemoryBackendBuilder};
 use crate::clock::Micros;
 use crate::decision::Decision;
 use crate::error::{Error, Result};
+use crate::policy::{DEFAULT_TIMEOUT, FailurePolicy};
 use crate::rate::Rate;
 use crate::strategy::{Algorithm, Write, check_cost, run, state_key};
 
@@ -50,6 +55,24 @@ pub trait Backend: Send + Sync + Debug + 'static {
     /// Whether state survives [`close`](Backend::close) (the seed's `persistent`).
     fn persistent(&self) -> bool {
         false
+    }
+
+    /// How long one decision on this backend may take before a throttle gives up on it
+    /// with [`Error::Timeout`] and answers with its failure policy, unless the throttle
+    /// sets its own ([`Throttle::timeout`](crate::Throttle::timeout)). Default:
+    /// [`DEFAULT_TIMEOUT`] (250 ms); `Duration::MAX` for no bound.
+    ///
+    /// A throttle only starts the timer for a decision that does not complete at once, so
+    /// an in-memory decision never pays for it.
+    fn timeout(&self) -> Duration {
+        DEFAULT_TIMEOUT
+    }
+
+    /// What a throttle without a failure policy of its own answers when this backend
+    /// fails ([`Throttle::on_error`](crate::Throttle::on_error) overrides it). Default:
+    /// [`FailurePolicy::Raise`].
+    fn failure_policy(&self) -> FailurePolicy {
+        FailurePolicy::Raise
     }
 
     /// Prepares the backend (connects, starts background work). Idempotent.
@@ -185,6 +208,12 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
     }
     fn persistent(&self) -> bool {
         (**self).persistent()
+    }
+    fn timeout(&self) -> Duration {
+        (**self).timeout()
+    }
+    fn failure_policy(&self) -> FailurePolicy {
+        (**self).failure_policy()
     }
     fn initialize(&self) -> BackendFuture<'_, Result<()>> {
         (**self).initialize()

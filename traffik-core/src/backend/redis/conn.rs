@@ -4,15 +4,26 @@
 //! out per decision would double the round trips. Its connections are multiplexed, so the
 //! backend checks one out once, keeps a clone (a handle on the same socket) for every
 //! call, and checks out again only after the connection failed.
+//!
+//! Nothing here waits forever: getting a connection (from a pool, however exhausted, or a
+//! factory) is bounded by the connect timeout, and redis-rs bounds each command by its
+//! response timeout (500 ms by default), after which the connection is dropped and made
+//! again.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
 
 use deadpool_redis::redis::aio::{ConnectionLike, MultiplexedConnection};
 use deadpool_redis::redis::cluster_async::ClusterConnection;
 use deadpool_redis::redis::{self, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
+
+use crate::error::{Error, Result};
 
 /// A future yielding a fresh multiplexed connection.
 pub type ConnectFuture = Pin<Box<dyn Future<Output = RedisResult<MultiplexedConnection>> + Send>>;
@@ -99,17 +110,86 @@ impl ConnectionLike for Conn {
     }
 }
 
+/// The shared connection, or the attempt to make one.
+enum Slot {
+    /// No connection: the next call starts an attempt.
+    Idle,
+    /// An attempt is running in a task of its own; its result is sent here.
+    Connecting(watch::Receiver<Option<Result<Conn, String>>>),
+    /// The connection every call uses.
+    Ready(Conn),
+}
+
 /// The source and the connection currently shared.
+///
+/// Connecting runs in a task of its own, bounded by the connect timeout: a caller that
+/// gives up (a throttle's decision timeout) does not cancel it, so a connection slower
+/// to establish than one decision may take is still established, and concurrent callers
+/// share one attempt instead of each opening a connection.
 pub(super) struct Shared {
     source: Source,
-    current: Mutex<Option<Conn>>,
+    connect_timeout: Duration,
+    slot: Arc<Mutex<Slot>>,
+    /// Commands abandoned in a row before they answered (see [`Watch`]).
+    abandoned: AtomicU32,
+}
+
+/// Commands abandoned in a row (cancelled by a throttle's timeout before Redis answered)
+/// after which the shared connection is presumed dead and made again.
+///
+/// A server that vanished without closing the connection (a crashed host, a network
+/// partition) never answers on it again, and a caller that gives up first never sees
+/// redis-rs's response timeout: without this, the dead connection would be kept forever.
+/// Three in a row, with no answer between them, do not happen on a healthy connection.
+const ABANDONED_LIMIT: u32 = 3;
+
+/// Watches one command on the shared connection: [`answered`](Watch::answered) when Redis
+/// replied (with a value or an error); dropped without it, the command was abandoned.
+pub(super) struct Watch<'a> {
+    shared: &'a Shared,
+    answered: bool,
+}
+
+impl Watch<'_> {
+    /// Redis replied: the connection is alive.
+    pub fn answered(mut self) {
+        self.answered = true;
+        self.shared.abandoned.store(0, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Watch<'_> {
+    fn drop(&mut self) {
+        if self.answered {
+            return;
+        }
+        let abandoned = self.shared.abandoned.fetch_add(1, Ordering::Relaxed) + 1;
+        if abandoned >= ABANDONED_LIMIT {
+            self.shared.abandoned.store(0, Ordering::Relaxed);
+            tracing::warn!(
+                abandoned,
+                "redis stopped answering on its connection; connecting again"
+            );
+            self.shared.clear();
+        }
+    }
 }
 
 impl Shared {
-    pub fn new(source: Source) -> Self {
+    pub fn new(source: Source, connect_timeout: Duration) -> Self {
         Self {
             source,
-            current: Mutex::new(None),
+            connect_timeout,
+            slot: Arc::new(Mutex::new(Slot::Idle)),
+            abandoned: AtomicU32::new(0),
+        }
+    }
+
+    /// Starts watching one command on the shared connection.
+    pub fn watch(&self) -> Watch<'_> {
+        Watch {
+            shared: self,
+            answered: false,
         }
     }
 
@@ -118,13 +198,82 @@ impl Shared {
     }
 
     /// The shared connection, connecting first if there is none.
-    pub async fn get(&self) -> RedisResult<Conn> {
-        if let Some(conn) = self.lock().as_ref() {
-            return Ok(conn.clone());
+    pub async fn get(&self) -> Result<Conn> {
+        let joined = {
+            let mut slot = lock(&self.slot);
+            match &*slot {
+                Slot::Ready(conn) => return Ok(conn.clone()),
+                Slot::Connecting(attempt) => Some(attempt.clone()),
+                Slot::Idle => match tokio::runtime::Handle::try_current() {
+                    Ok(runtime) => {
+                        let attempt = self.start(&runtime);
+                        *slot = Slot::Connecting(attempt.clone());
+                        Some(attempt)
+                    }
+                    // Outside a runtime no task can be spawned: connect in place.
+                    Err(_) => None,
+                },
+            }
+        };
+        let Some(mut attempt) = joined else {
+            let conn = connect(&self.source, self.connect_timeout).await?;
+            let mut slot = lock(&self.slot);
+            if let Slot::Ready(current) = &*slot {
+                return Ok(current.clone());
+            }
+            *slot = Slot::Ready(conn.clone());
+            return Ok(conn);
+        };
+        let waited = attempt
+            .wait_for(Option::is_some)
+            .await
+            .map(|outcome| outcome.clone());
+        let outcome = match waited {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                // The task ended without an answer (its runtime shut down): forget it so
+                // that the next call tries again.
+                let mut slot = lock(&self.slot);
+                if matches!(&*slot, Slot::Connecting(current) if current.same_channel(&attempt)) {
+                    *slot = Slot::Idle;
+                }
+                None
+            }
+        };
+        match outcome {
+            Some(Ok(conn)) => Ok(conn),
+            Some(Err(message)) => Err(Error::Backend(message)),
+            None => Err(Error::Backend("redis: connection attempt abandoned".into())),
         }
-        let conn = self.source.connect().await?;
-        let mut slot = self.lock();
-        Ok(slot.get_or_insert(conn).clone())
+    }
+
+    /// Starts a connection attempt in a task; it stores its result in the slot.
+    fn start(
+        &self,
+        runtime: &tokio::runtime::Handle,
+    ) -> watch::Receiver<Option<Result<Conn, String>>> {
+        let (done, attempt) = watch::channel(None);
+        let source = self.source.clone();
+        let limit = self.connect_timeout;
+        let slot = Arc::clone(&self.slot);
+        runtime.spawn(async move {
+            let result = connect(&source, limit).await;
+            let mut slot = lock(&slot);
+            let outcome = match result {
+                Ok(conn) => {
+                    *slot = Slot::Ready(conn.clone());
+                    Ok(conn)
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "redis connection attempt failed");
+                    *slot = Slot::Idle;
+                    Err(error.to_string())
+                }
+            };
+            drop(slot);
+            let _ = done.send(Some(outcome));
+        });
+        attempt
     }
 
     /// Forgets the shared connection after an error that may mean it is broken.
@@ -134,19 +283,32 @@ impl Shared {
             || error.is_unrecoverable_error()
             || error.is_timeout()
         {
-            self.lock().take();
+            self.clear();
         }
     }
 
     /// Drops the shared connection (the pool keeps its own).
     pub fn clear(&self) {
-        self.lock().take();
+        let mut slot = lock(&self.slot);
+        if matches!(&*slot, Slot::Ready(_)) {
+            *slot = Slot::Idle;
+        }
     }
+}
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Conn>> {
-        self.current
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+fn lock(slot: &Mutex<Slot>) -> std::sync::MutexGuard<'_, Slot> {
+    slot.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One connection from `source`, within `limit`.
+async fn connect(source: &Source, limit: Duration) -> Result<Conn> {
+    match tokio::time::timeout(limit, source.connect()).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(error)) => Err(Error::Backend(format!("redis: cannot connect: {error}"))),
+        Err(_) => Err(Error::Backend(format!(
+            "redis: no connection within {limit:?}"
+        ))),
     }
 }
 

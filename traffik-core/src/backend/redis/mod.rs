@@ -31,7 +31,6 @@ mod conn;
 mod scripts;
 
 use std::fmt;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -46,10 +45,12 @@ pub use deadpool_redis;
 
 use self::conn::{Conn, Shared, Source};
 use self::scripts::{LuaScript, Plan, SCRIPTS};
+use super::backoff::{Backoff, random_u64};
 use super::{Backend, BackendFuture, Lock, LockOptions, LockRelease, UpdateFn};
 use crate::clock::{Clock, Micros, SharedClock, SystemClock};
 use crate::decision::Decision;
 use crate::error::{Error, Result};
+use crate::policy::{DEFAULT_TIMEOUT, FailurePolicy};
 use crate::rate::Rate;
 use crate::strategy::{Algorithm, Builtin, Write, check_cost, state_key};
 
@@ -61,6 +62,9 @@ const RESET_BATCH: usize = 500;
 /// backend was built. Keys of such a backend outlive their TTL by up to this in real
 /// time; explicit clocks are for tests and simulations.
 const EXPLICIT_CLOCK_MARGIN_MS: i64 = 86_400_000;
+/// Default bound on getting a connection: from the pool (however exhausted), or made
+/// anew. redis-rs gives a new connection 1 s; the rest is room for the pool's `PING`.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Keeps throttle state in Redis, shared by every process that uses the same server
 /// and namespace.
@@ -89,6 +93,8 @@ struct Inner {
     /// `namespace:`, prepended to every key.
     prefix: String,
     persistent: bool,
+    on_error: FailurePolicy,
+    timeout: Duration,
     /// An explicit clock and the offset (ms) from its expiry times to real ones.
     clock: Option<(SharedClock, i64)>,
     conn: Shared,
@@ -103,8 +109,56 @@ pub struct RedisBackendBuilder {
     namespace: String,
     persistent: bool,
     clock: Option<SharedClock>,
-    source: Option<Result<Source>>,
+    source: Option<PendingSource>,
     cache_denials: bool,
+    on_error: FailurePolicy,
+    timeout: Duration,
+    connect_timeout: Duration,
+}
+
+/// Where connections will come from; pools from URLs are made by
+/// [`RedisBackendBuilder::build`], with the connect timeout.
+enum PendingSource {
+    Url(String),
+    Cluster(Vec<String>),
+    Ready(Source),
+}
+
+impl PendingSource {
+    fn into_source(self, connect_timeout: Duration) -> Result<Source> {
+        // Every wait of the pool is bounded: for a free slot, for a new connection, for
+        // the `PING` that checks a connection before handing it out.
+        let timeouts = deadpool_redis::Timeouts {
+            wait: Some(connect_timeout),
+            create: Some(connect_timeout),
+            recycle: Some(connect_timeout),
+        };
+        match self {
+            PendingSource::Url(url) => {
+                let mut config = deadpool_redis::Config::from_url(url);
+                config.pool = Some(deadpool_redis::PoolConfig {
+                    timeouts,
+                    ..deadpool_redis::PoolConfig::default()
+                });
+                config
+                    .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+                    .map(Source::Pool)
+                    .map_err(config_error)
+            }
+            PendingSource::Cluster(urls) => {
+                let mut config = deadpool_redis::cluster::Config::from_urls(urls);
+                config.pool = Some(deadpool_redis::cluster::PoolConfig {
+                    timeouts,
+                    ..deadpool_redis::cluster::PoolConfig::default()
+                });
+                config
+                    .create_pool(Some(deadpool_redis::cluster::Runtime::Tokio1))
+                    .map(Source::Cluster)
+                    .map_err(config_error)
+            }
+            PendingSource::Ready(source) => Ok(source),
+        }
+    }
 }
 
 impl fmt::Debug for RedisBackendBuilder {
@@ -114,6 +168,9 @@ impl fmt::Debug for RedisBackendBuilder {
             .field("persistent", &self.persistent)
             .field("explicit_clock", &self.clock.is_some())
             .field("cache_denials", &self.cache_denials)
+            .field("on_error", &self.on_error)
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
             .finish()
     }
 }
@@ -124,21 +181,18 @@ fn config_error(e: impl fmt::Display) -> Error {
 
 impl RedisBackendBuilder {
     /// Connects to the server at `url` (`redis://host:port/db`), through a new
-    /// deadpool-redis pool.
+    /// deadpool-redis pool whose waits are bounded by the
+    /// [`connect_timeout`](Self::connect_timeout).
     pub fn url(mut self, url: impl Into<String>) -> Self {
-        let config = deadpool_redis::Config::from_url(url.into());
-        self.source = Some(
-            config
-                .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-                .map(Source::Pool)
-                .map_err(config_error),
-        );
+        self.source = Some(PendingSource::Url(url.into()));
         self
     }
 
     /// Uses an existing deadpool-redis pool (one connection is checked out and shared).
+    /// Getting it is bounded by the [`connect_timeout`](Self::connect_timeout) whatever
+    /// the pool's own timeouts.
     pub fn pool(mut self, pool: deadpool_redis::Pool) -> Self {
-        self.source = Some(Ok(Source::Pool(pool)));
+        self.source = Some(PendingSource::Ready(Source::Pool(pool)));
         self
     }
 
@@ -148,21 +202,15 @@ impl RedisBackendBuilder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let config = deadpool_redis::cluster::Config::from_urls(
-            urls.into_iter().map(Into::into).collect::<Vec<String>>(),
-        );
-        self.source = Some(
-            config
-                .create_pool(Some(deadpool_redis::cluster::Runtime::Tokio1))
-                .map(Source::Cluster)
-                .map_err(config_error),
-        );
+        self.source = Some(PendingSource::Cluster(
+            urls.into_iter().map(Into::into).collect(),
+        ));
         self
     }
 
     /// Uses an existing deadpool-redis Cluster pool.
     pub fn cluster_pool(mut self, pool: deadpool_redis::cluster::Pool) -> Self {
-        self.source = Some(Ok(Source::Cluster(pool)));
+        self.source = Some(PendingSource::Ready(Source::Cluster(pool)));
         self
     }
 
@@ -188,7 +236,44 @@ impl RedisBackendBuilder {
             Future<Output = redis::RedisResult<redis::aio::MultiplexedConnection>> + Send + 'static,
     {
         let factory: ConnectionFactory = Arc::new(move || Box::pin(factory()));
-        self.source = Some(Ok(Source::Factory(factory)));
+        self.source = Some(PendingSource::Ready(Source::Factory(factory)));
+        self
+    }
+
+    /// What throttles without a failure policy of their own answer when Redis fails
+    /// (default: [`FailurePolicy::Raise`]); see [`Backend::failure_policy`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use traffik_core::{Backend, FailurePolicy, RedisBackend};
+    ///
+    /// let backend = RedisBackend::builder("api")
+    ///     .url("redis://127.0.0.1:6379/0")
+    ///     .on_error(FailurePolicy::Throttle(Duration::from_secs(5)))
+    ///     .timeout(Duration::from_millis(100))
+    ///     .build()?;
+    /// assert!(matches!(backend.failure_policy(), FailurePolicy::Throttle(_)));
+    /// assert_eq!(backend.timeout(), Duration::from_millis(100));
+    /// # Ok::<(), traffik_core::Error>(())
+    /// ```
+    pub fn on_error(mut self, policy: FailurePolicy) -> Self {
+        self.on_error = policy;
+        self
+    }
+
+    /// How long one decision may take before a throttle gives up on it (default:
+    /// [`DEFAULT_TIMEOUT`], 250 ms); see [`Backend::timeout`].
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = limit;
+        self
+    }
+
+    /// How long getting a connection may take: from the pool (waiting for a free slot,
+    /// checking a connection) or made anew (default 2 s). Connecting runs apart from the
+    /// requests that wait for it, so a connection slower to make than one decision's
+    /// [`timeout`](Self::timeout) is still made, for the requests after.
+    pub fn connect_timeout(mut self, limit: Duration) -> Self {
+        self.connect_timeout = limit.max(Duration::from_millis(1));
         self
     }
 
@@ -223,11 +308,12 @@ impl RedisBackendBuilder {
                 self.namespace
             )));
         }
-        let source = self.source.unwrap_or_else(|| {
-            Err(config_error(
-                "no connection source: give a URL, a pool, a cluster or a factory",
-            ))
-        })?;
+        let source = self
+            .source
+            .ok_or_else(|| {
+                config_error("no connection source: give a URL, a pool, a cluster or a factory")
+            })?
+            .into_source(self.connect_timeout)?;
         let clock = self.clock.map(|clock| {
             let real_ms = i64::try_from(SystemClock.now_micros() / 1000).unwrap_or(i64::MAX);
             let clock_ms = i64::try_from(clock.now_micros() / 1000).unwrap_or(i64::MAX);
@@ -238,8 +324,10 @@ impl RedisBackendBuilder {
                 prefix: format!("{}:", self.namespace),
                 namespace: self.namespace,
                 persistent: self.persistent,
+                on_error: self.on_error,
+                timeout: self.timeout,
                 clock,
-                conn: Shared::new(source),
+                conn: Shared::new(source, self.connect_timeout),
                 closed: AtomicBool::new(false),
                 denials: self.cache_denials.then(DenialCache::default),
                 next_token: AtomicU64::new(1),
@@ -269,6 +357,9 @@ impl RedisBackend {
             clock: None,
             source: None,
             cache_denials: false,
+            on_error: FailurePolicy::Raise,
+            timeout: DEFAULT_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         }
     }
 
@@ -328,8 +419,11 @@ impl RedisBackend {
     /// Runs `cmd` on the shared connection.
     async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
         self.check_open()?;
-        let mut conn = self.inner.conn.get().await.map_err(backend_error)?;
-        conn::query(&mut conn, cmd).await.map_err(|e| {
+        let mut conn = self.inner.conn.get().await?;
+        let watch = self.inner.conn.watch();
+        let result = conn::query(&mut conn, cmd).await;
+        watch.answered();
+        result.map_err(|e| {
             self.inner.conn.failed(&e);
             backend_error(e)
         })
@@ -353,26 +447,37 @@ impl RedisBackend {
             args(&mut cmd);
             cmd
         };
-        let mut conn: Conn = self.inner.conn.get().await.map_err(backend_error)?;
-        match conn::query(&mut conn, &build("EVALSHA", &script.sha)).await {
-            Ok(value) => Ok(value),
+        let mut conn: Conn = self.inner.conn.get().await?;
+        let watch = self.inner.conn.watch();
+        let result = match conn::query(&mut conn, &build("EVALSHA", &script.sha)).await {
             Err(e) if e.code() == Some("NOSCRIPT") => {
                 // Not in this server's script cache yet: EVAL sends the source and
                 // caches it, so later calls find the SHA.
-                conn::query(&mut conn, &build("EVAL", &script.source))
-                    .await
-                    .map_err(|e| self.script_error(e, key))
+                conn::query(&mut conn, &build("EVAL", &script.source)).await
             }
-            Err(e) => Err(self.script_error(e, key)),
-        }
+            result => result,
+        };
+        watch.answered();
+        result.map_err(|e| self.script_error(e, key))
     }
 
     fn script_error(&self, error: RedisError, key: &str) -> Error {
-        if error.code() == Some("NOTINTEGER") {
-            return Error::WrongType {
-                key: key.to_owned(),
-                expected: "an integer that can take this increment without overflow",
-            };
+        match error.code() {
+            Some("NOTINTEGER") => {
+                return Error::WrongType {
+                    key: key.to_owned(),
+                    expected: "an integer that can take this increment without overflow",
+                };
+            }
+            // A key of another Redis type (a list, a hash...): that key's problem, not an
+            // outage, so it must not count towards a circuit breaker or a failure policy.
+            Some("WRONGTYPE") => {
+                return Error::WrongType {
+                    key: key.to_owned(),
+                    expected: "a string",
+                };
+            }
+            _ => {}
         }
         self.inner.conn.failed(&error);
         backend_error(error)
@@ -517,7 +622,7 @@ impl RedisBackend {
     }
 
     async fn update_async(&self, key: &str, f: &mut UpdateFn<'_>) -> Result<()> {
-        let mut backoff = Duration::from_micros(100);
+        let mut backoff = Backoff::new(Duration::from_micros(100), Duration::from_millis(5));
         loop {
             let current = self.get(key).await?;
             let write = f(current.as_deref());
@@ -539,9 +644,7 @@ impl RedisBackend {
                 return Ok(());
             }
             // Another writer got in between: read again, after a short jittered pause.
-            let jitter = random_u64() % 100;
-            tokio::time::sleep(backoff + Duration::from_micros(jitter)).await;
-            backoff = (backoff * 2).min(Duration::from_millis(5));
+            backoff.wait().await;
         }
     }
 
@@ -552,36 +655,22 @@ impl RedisBackend {
             self.inner.next_token.fetch_add(1, Ordering::Relaxed)
         );
         let ttl = duration_micros(options.ttl).max(1000);
-        let started = tokio::time::Instant::now();
-        let mut backoff = Duration::from_millis(1);
-        loop {
+        super::lock::poll_for(name, options, || async {
             let acquired: i64 = self
                 .primitive(name, "lock", |cmd| {
                     cmd.arg(&token).arg(ttl);
                 })
                 .await?;
-            if acquired == 1 {
+            Ok((acquired == 1).then(|| {
                 let release = RedisLockRelease {
                     backend: self.clone(),
                     name: name.to_owned(),
                     token: token.clone(),
                 };
-                return Ok(Lock::new(name, token, Box::new(release)));
-            }
-            let waited = started.elapsed();
-            match options.wait {
-                Some(limit) if waited < limit => {
-                    tokio::time::sleep(backoff.min(limit - waited)).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(50));
-                }
-                _ => {
-                    return Err(Error::LockTimeout {
-                        name: name.to_owned(),
-                        waited,
-                    });
-                }
-            }
-        }
+                Lock::new(name, token.clone(), Box::new(release))
+            }))
+        })
+        .await
     }
 
     /// Deletes every key matching `namespace:*`, with `SCAN` (never `KEYS`) on each
@@ -592,7 +681,7 @@ impl RedisBackend {
             cache.clear();
         }
         let pattern = format!("{}*", glob_escape(&self.inner.prefix));
-        let mut conn = self.inner.conn.get().await.map_err(backend_error)?;
+        let mut conn = self.inner.conn.get().await?;
         match &mut conn {
             Conn::Single(_) => self.reset_node(&mut conn, &pattern, None).await,
             Conn::Cluster(_) => {
@@ -732,12 +821,6 @@ fn decision_from(reply: &[u64]) -> Result<Decision> {
     })
 }
 
-fn random_u64() -> u64 {
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(SystemClock.now_micros());
-    hasher.finish()
-}
-
 /// Denials remembered in process ([`RedisBackendBuilder::cache_denials`]).
 #[derive(Default)]
 struct DenialCache {
@@ -847,6 +930,14 @@ impl Backend for RedisBackend {
 
     fn persistent(&self) -> bool {
         self.inner.persistent
+    }
+
+    fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    fn failure_policy(&self) -> FailurePolicy {
+        self.inner.on_error.clone()
     }
 
     /// Opens (or reopens) the backend and checks that the server answers.
