@@ -39,6 +39,8 @@ pub mod prelude {
     };
     pub use traffik_macros::throttled;
 
+    #[cfg(feature = "memcached")]
+    pub use traffik_core::MemcachedBackend;
     #[cfg(feature = "redis")]
     pub use traffik_core::RedisBackend;
 }

@@ -9,46 +9,16 @@
 //! `TRAFFIK_BENCH_SECS` the length of each measurement (default 3). Skips with a message
 //! when no server answers.
 
+mod support;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 use deadpool_redis::redis;
+use support::{CALLERS, measure};
 use traffik_core::{
     Algorithm, Backend, FixedWindow, Gcra, Rate, RedisBackend, SlidingWindowCounter,
     SlidingWindowLog, TokenBucket,
 };
-
-const CALLERS: usize = 64;
-
-/// Runs `op` from `CALLERS` tasks for `secs`; operations per second.
-async fn measure<F, Fut>(secs: f64, op: F) -> f64
-where
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    let op = Arc::new(op);
-    let stop = Arc::new(AtomicBool::new(false));
-    let count = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..CALLERS)
-        .map(|caller| {
-            let (op, stop, count) = (op.clone(), stop.clone(), count.clone());
-            tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    op(caller).await;
-                    count.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        t.await.unwrap();
-    }
-    count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
-}
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -62,10 +32,7 @@ fn main() {
 async fn run() {
     let url = std::env::var("TRAFFIK_REDIS_URL")
         .unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_owned());
-    let secs: f64 = std::env::var("TRAFFIK_BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3.0);
+    let secs = support::seconds();
     let pool = deadpool_redis::Config::from_url(&url)
         .create_pool(Some(deadpool_redis::Runtime::Tokio1))
         .unwrap();
@@ -140,23 +107,8 @@ async fn run() {
         } else {
             rate
         };
-        let rate = Arc::new(rate);
-        let (backend, keys) = (backend.clone(), keys.clone());
-        let per_second = measure(secs, move |caller| {
-            let (backend, algorithm, keys, rate) = (
-                backend.clone(),
-                algorithm.clone(),
-                keys.clone(),
-                rate.clone(),
-            );
-            async move {
-                backend
-                    .decide(&keys[caller], algorithm.as_ref(), &rate, 1)
-                    .await
-                    .unwrap();
-            }
-        })
-        .await;
+        let per_second =
+            support::decisions(secs, backend.clone(), algorithm, rate, keys.clone()).await;
         println!(
             "{:<40} {per_second:>10.0} /s  ({:.2}x INCR)",
             format!("decide: {name}"),

@@ -32,6 +32,8 @@ pub use backend::{
     Backend, BackendFuture, BreakerState, CircuitBreaker, CircuitBreakerBuilder, InMemoryBackend,
     InMemoryBackendBuilder, Lock, LockOptions, SharedBackend,
 };
+#[cfg(feature = "memcached")]
+pub use backend::{MemcachedBackend, MemcachedBackendBuilder};
 #[cfg(feature = "redis")]
 pub use backend::{RedisBackend, RedisBackendBuilder};
 pub use clock::{Clock, ManualClock, Micros, SharedClock, SystemClock};

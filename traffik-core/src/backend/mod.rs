@@ -14,6 +14,8 @@ mod backoff;
 mod breaker;
 mod future;
 mod lock;
+#[cfg(feature = "memcached")]
+mod memcached;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
@@ -29,6 +31,8 @@ pub use self::redis::{
 pub use breaker::{BreakerState, CircuitBreaker, CircuitBreakerBuilder};
 pub use future::BackendFuture;
 pub use lock::{Lock, LockOptions, LockRelease};
+#[cfg(feature = "memcached")]
+pub use memcached::{MemcachedBackend, MemcachedBackendBuilder};
 pub use memory::{InMemoryBackend, InMemoryBackendBuilder};
 
 use crate::clock::Micros;

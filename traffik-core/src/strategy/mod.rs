@@ -12,7 +12,7 @@
 //!
 //! All times are microseconds since the Unix epoch ([`Micros`]).
 
-mod codec;
+pub(crate) mod codec;
 mod fixed_window;
 mod gcra;
 mod leaky_bucket;
