@@ -34,8 +34,8 @@ pub mod prelude {
         SlidingWindowLog, Strategy, TokenBucket, TokenBucketWithDebt,
     };
     pub use traffik_core::{
-        Backend, Clock, Decision, Error, Identity, InMemoryBackend, ManualClock, Rate,
-        SharedBackend, SystemClock, Throttle, rate,
+        Backend, CircuitBreaker, Clock, Decision, Error, FailurePolicy, Identity, InMemoryBackend,
+        ManualClock, Rate, SharedBackend, SystemClock, Throttle, rate,
     };
     pub use traffik_macros::throttled;
 

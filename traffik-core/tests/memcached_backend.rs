@@ -335,21 +335,23 @@ async fn a_connection_broken_mid_command_is_replaced() {
         .build()
         .unwrap();
     b.set("k", b"v", None).await.unwrap();
-    for _ in 0..20 {
-        // Polled once (the command is sent, the reply not yet read), then dropped:
-        // async-memcached closes a connection left in the middle of a command.
+    let mut cancelled = 0;
+    for _ in 0..200 {
+        // Polled once (the command is sent; the reply usually not read yet), then
+        // dropped: async-memcached closes a connection left in the middle of a command.
         let mut pending = Box::pin(b.get("k"));
-        std::future::poll_fn(|cx| {
-            assert!(
-                pending.as_mut().poll(cx).is_pending(),
-                "no reply before a poll"
-            );
-            std::task::Poll::Ready(())
+        let was_pending = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(pending.as_mut().poll(cx).is_pending())
         })
         .await;
         drop(pending);
+        cancelled += usize::from(was_pending);
         assert_eq!(b.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
+        if cancelled == 10 {
+            return;
+        }
     }
+    panic!("only {cancelled} of 200 commands were still waiting after one poll");
 }
 
 #[tokio::test]
