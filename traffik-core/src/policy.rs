@@ -109,9 +109,9 @@ impl FailurePolicy {
         match std::env::var(name) {
             Ok(policy) => policy.parse(),
             Err(std::env::VarError::NotPresent) => Ok(FailurePolicy::Raise),
-            Err(std::env::VarError::NotUnicode(_)) => Err(Error::Configuration(format!(
-                "{name} is not valid UTF-8"
-            ))),
+            Err(std::env::VarError::NotUnicode(_)) => {
+                Err(Error::Configuration(format!("{name} is not valid UTF-8")))
+            }
         }
     }
 
