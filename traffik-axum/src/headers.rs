@@ -512,10 +512,17 @@ pub fn default_throttled_response(
 /// assert_eq!(throttled_body(3), r#"{"detail":"Too many requests. Retry in 3 seconds."}"#);
 /// ```
 pub fn throttled_body(retry_after_secs: u64) -> String {
-    serde_json::json!({
-        "detail": format!("Too many requests. Retry in {retry_after_secs} seconds."),
-    })
-    .to_string()
+    // A fixed JSON text around one integer: nothing to escape, so it is written directly
+    // (a third of the cost of a default 429 went to building it as a JSON value).
+    const HEAD: &str = r#"{"detail":"Too many requests. Retry in "#;
+    const TAIL: &str = r#" seconds."}"#;
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(retry_after_secs);
+    let mut body = String::with_capacity(HEAD.len() + digits.len() + TAIL.len());
+    body.push_str(HEAD);
+    body.push_str(digits);
+    body.push_str(TAIL);
+    body
 }
 
 /// The policy name for a throttle uid, as the content of an sf-string.
