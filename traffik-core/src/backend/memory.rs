@@ -9,6 +9,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
+use super::key_digest::{Digester, KeyDigest, PassThroughState};
 use super::{Backend, BackendFuture, Lock, LockOptions, LockRelease, UpdateFn};
 use crate::clock::{Micros, SharedClock, SystemClock};
 use crate::decision::Decision;
@@ -24,7 +25,8 @@ const SHARDS: usize = 64;
 /// Default time between two sweeps of expired keys.
 const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
-type Map = DashMap<Box<str>, Slot, foldhash::fast::RandomState>;
+/// Slots by the digest of their key (see `key_digest.rs`).
+type Map = DashMap<KeyDigest, Slot, PassThroughState>;
 
 /// One stored value and when it expires.
 #[derive(Debug)]
@@ -110,6 +112,7 @@ struct Inner {
     timeout: Duration,
     clock: SharedClock,
     map: Map,
+    digester: Digester,
     closed: AtomicBool,
     sweep_interval: Duration,
     sweeper: Mutex<Option<tokio::task::AbortHandle>>,
@@ -192,10 +195,8 @@ impl InMemoryBackendBuilder {
                 on_error: self.on_error,
                 timeout: self.timeout,
                 clock: self.clock,
-                map: DashMap::with_hasher_and_shard_amount(
-                    foldhash::fast::RandomState::default(),
-                    SHARDS,
-                ),
+                map: DashMap::with_hasher_and_shard_amount(PassThroughState::default(), SHARDS),
+                digester: Digester::default(),
                 closed: AtomicBool::new(false),
                 sweep_interval: self.sweep_interval,
                 sweeper: Mutex::new(None),
@@ -307,14 +308,20 @@ impl InMemoryBackend {
         self.inner.clock.now_micros()
     }
 
+    /// What `key` is stored under.
+    fn id(&self, key: &str) -> KeyDigest {
+        self.inner.digester.digest(&[key.as_bytes()])
+    }
+
     /// Runs `f` on the slot at `key` under the key's shard lock. A missing key is offered
     /// as an expired slot, inserted only if `f` makes it live.
     fn with_slot_mut<R>(&self, key: &str, now: Micros, f: impl FnOnce(&mut Slot) -> R) -> R {
         let map = &self.inner.map;
-        if let Some(mut slot) = map.get_mut(key) {
+        let id = self.id(key);
+        if let Some(mut slot) = map.get_mut(&id) {
             return f(&mut slot);
         }
-        match map.entry(Box::from(key)) {
+        match map.entry(id) {
             Entry::Occupied(mut occupied) => f(occupied.get_mut()),
             Entry::Vacant(vacant) => {
                 let mut slot = Slot {
@@ -375,7 +382,7 @@ impl InMemoryBackend {
         }
         let now = self.now_micros();
         let peek = |key: &str| {
-            let slot = self.inner.map.get(key);
+            let slot = self.inner.map.get(&self.id(key));
             algorithm.peek(slot.as_ref().and_then(|s| s.live(now)), now, rate)
         };
         Ok(match algorithm.window(now, rate) {
@@ -485,9 +492,10 @@ impl LockRelease for MemoryLockRelease {
             let now = inner.clock.now_micros();
             let removed = inner
                 .map
-                .remove_if(self.name.as_str(), |_, slot| {
-                    slot.live(now) == Some(&self.token[..])
-                })
+                .remove_if(
+                    &inner.digester.digest(&[self.name.as_bytes()]),
+                    |_, slot| slot.live(now) == Some(&self.token[..]),
+                )
                 .is_some();
             if removed {
                 inner.lock_released.notify_waiters();
@@ -530,7 +538,7 @@ impl Backend for InMemoryBackend {
             let now = self.now_micros();
             self.inner
                 .map
-                .get(key)
+                .get(&self.id(key))
                 .and_then(|slot| slot.live(now).map(<[u8]>::to_vec))
         });
         BackendFuture::ready(result)
@@ -546,7 +554,7 @@ impl Backend for InMemoryBackend {
             let now = self.now_micros();
             let expires_at = ttl.map_or(NEVER, |ttl| expiry(now, ttl));
             self.inner.map.insert(
-                Box::from(key),
+                self.id(key),
                 Slot {
                     value: StateBytes::from_slice(value),
                     expires_at,
@@ -561,7 +569,7 @@ impl Backend for InMemoryBackend {
             let now = self.now_micros();
             self.inner
                 .map
-                .remove(key)
+                .remove(&self.id(key))
                 .is_some_and(|(_, slot)| slot.expires_at > now)
         });
         BackendFuture::ready(result)

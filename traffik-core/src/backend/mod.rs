@@ -13,6 +13,7 @@
 mod backoff;
 mod breaker;
 mod future;
+mod key_digest;
 mod lock;
 #[cfg(feature = "memcached")]
 mod memcached;
