@@ -147,30 +147,7 @@ async fn a_connection_cut_without_closing_is_made_again() {
     let backend = redis_example::backend(&url, FailurePolicy::Raise).expect("backend");
     let server = TestServer::start(redis_example::app(Traffik::new(backend))).await;
     let client = client();
-    assert_eq!(get(&client, &server).await.status, StatusCode::OK);
-
-    // Cut: nothing answers, nothing closes; every request is answered in time.
-    partition.cut();
-    for _ in 0..6 {
-        let answer = get(&client, &server).await;
-        assert!(answer.elapsed <= BOUND, "too slow: {answer:?}");
-        assert!(Expect::Unavailable.matches(&answer), "{answer:?}");
-    }
-
-    // Healed: the dead connection is given up and a new one made, without restarting
-    // the app.
-    partition.heal();
-    let mut answers = Vec::new();
-    for _ in 0..60 {
-        let answer = get(&client, &server).await;
-        assert!(answer.elapsed <= BOUND, "too slow: {answer:?}");
-        let ok = answer.status == StatusCode::OK;
-        answers.push(answer);
-        if ok {
-            return;
-        }
-    }
-    panic!("still failing after the partition healed: {answers:#?}");
+    faults::answers_through_a_cut(&partition, &client, &server, LIMITED.path).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -550,3 +550,34 @@ impl Drop for Partition {
         self.task.abort();
     }
 }
+
+/// Through `partition`, which `server`'s backend connects through: answered as
+/// [`Expect::Unavailable`] within [`BOUND`] while the partition is cut (nothing answers,
+/// nothing closes), and answered 200 again once it heals, without restarting the app.
+pub async fn answers_through_a_cut(
+    partition: &Partition,
+    client: &reqwest::Client,
+    server: &TestServer,
+    path: &str,
+) {
+    assert_eq!(get(client, server, path).await.status, http::StatusCode::OK);
+    partition.cut();
+    for _ in 0..6 {
+        let answer = get(client, server, path).await;
+        assert!(answer.elapsed <= BOUND, "too slow: {answer:?}");
+        assert!(Expect::Unavailable.matches(&answer), "{answer:?}");
+    }
+    // Healed: the dead connections are given up and new ones made.
+    partition.heal();
+    let mut answers = Vec::new();
+    for _ in 0..60 {
+        let answer = get(client, server, path).await;
+        assert!(answer.elapsed <= BOUND, "too slow: {answer:?}");
+        let ok = answer.status == http::StatusCode::OK;
+        answers.push(answer);
+        if ok {
+            return;
+        }
+    }
+    panic!("still failing after the partition healed: {answers:#?}");
+}
