@@ -9,6 +9,11 @@ use crate::rate::Rate;
 use crate::strategy::codec::{self, tag};
 use crate::strategy::{Algorithm, FixedWindow, StateBytes, Transition, Write, corrupt};
 
+/// A counter as memcached stores it: ASCII decimal (what `ma` reads and writes).
+pub(crate) fn parse_decimal(bytes: &[u8]) -> Option<u64> {
+    std::str::from_utf8(bytes).ok()?.trim().parse().ok()
+}
+
 /// [`FixedWindow`], reading and writing its count as ASCII decimal instead of the tagged
 /// binary form, so that one `ma` command (atomic on the server) can decide most requests
 /// and the compare-and-swap path stays compatible with it. Decisions are
@@ -20,7 +25,7 @@ impl DecimalFixedWindow {
     /// The count held by stored bytes; unreadable bytes count as a fresh window.
     pub(crate) fn count(state: Option<&[u8]>) -> u64 {
         let Some(bytes) = state else { return 0 };
-        match std::str::from_utf8(bytes).ok().and_then(|t| t.parse().ok()) {
+        match parse_decimal(bytes) {
             Some(count) => count,
             None => {
                 corrupt("fixed_window", bytes);

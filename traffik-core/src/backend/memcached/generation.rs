@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::conn::{self, ArithmeticError, Conn, Mode, Outcome};
+use super::counter::parse_decimal;
 use super::keys;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
@@ -49,7 +50,7 @@ impl Generation {
         for _ in 0..3 {
             let mode = match conn::get(conn, &self.key).await? {
                 None => Mode::Add,
-                Some(item) => match parse(&item.data) {
+                Some(item) => match parse_decimal(&item.data) {
                     Some(value) => return Ok(self.remember(value)),
                     None => {
                         tracing::warn!(
@@ -92,9 +93,4 @@ impl Generation {
 /// lost to eviction never brings back an older generation.
 fn seed() -> u64 {
     SystemClock.now_micros()
-}
-
-/// A generation as stored: decimal.
-pub(crate) fn parse(bytes: &[u8]) -> Option<u64> {
-    std::str::from_utf8(bytes).ok()?.trim().parse().ok()
 }

@@ -398,7 +398,7 @@ impl MemcachedBackend {
         let mut step = |current: Option<&[u8]>| {
             let base = match current {
                 None => 0,
-                Some(bytes) => match generation::parse(bytes) {
+                Some(bytes) => match counter::parse_decimal(bytes) {
                     Some(value) => value,
                     None => {
                         result = Err(not_a_counter(key));
