@@ -24,13 +24,10 @@ use std::time::Duration;
 
 use http::StatusCode;
 use traffik::prelude::*;
-use traffik::{BreakerState, CircuitBreaker, FailurePolicy, MemcachedBackend};
+use traffik::{FailurePolicy, MemcachedBackend};
 
 use common::{TestServer, client};
-use faults::{
-    BOUND, ChildServer, Endpoint, Expect, Partition, Probe, ServerSpec, SilentServer, init_logs,
-    is_real_decision, until_limited,
-};
+use faults::{BOUND, ChildServer, Endpoint, Expect, Partition, Probe, ServerSpec, until_limited};
 
 /// `memcached` in the foreground (no `-d`, so that it can be killed) on a loopback port,
 /// with 64 MB of memory.
@@ -109,32 +106,10 @@ async fn memcached_killed_mid_traffic_raise_answers_503_then_limits_after_restar
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_never_answers_is_answered_within_the_timeout() {
-    init_logs();
-    let silent = SilentServer::start().await;
-    for expect in [Expect::Unavailable, Expect::Allowed, Expect::FailClosed] {
-        let server = TestServer::start(example_app(silent.port, "silent", expect.policy())).await;
-        let client = client();
-        // One at a time, then ten at once.
-        for _ in 0..3 {
-            let answer = get(&client, &server).await;
-            assert!(answer.elapsed <= BOUND, "too slow: {answer:?}");
-            assert!(expect.matches(&answer), "{expect:?} expected: {answer:?}");
-        }
-        let burst = (0..10).map(|_| get(&client, &server));
-        for answer in futures_util::future::join_all(burst).await {
-            assert!(answer.elapsed <= BOUND, "too slow: {answer:?}");
-            assert!(expect.matches(&answer), "{expect:?} expected: {answer:?}");
-        }
-        if let Expect::Unavailable = expect {
-            let answer = get(&client, &server).await;
-            assert!(
-                answer.body.contains("did not answer within"),
-                "the timeout answered: {answer:?}"
-            );
-        }
-    }
-    // The connections were made: it is the silence that was answered, not a refusal.
-    assert!(silent.accepted() > 0);
+    faults::silence_answered_by_each_policy(DATA.path, |port, policy| {
+        example_app(port, "silent", policy)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -219,39 +194,13 @@ async fn a_circuit_breaker_limits_on_its_fallback_while_memcached_is_down() {
     let Some(mut memcached) = ChildServer::start(&MEMCACHED).await else {
         return;
     };
-    let clock = ManualClock::new(SystemClock.now_micros());
-    let cool_down = Duration::from_secs(30);
-    let breaker = CircuitBreaker::builder(
-        memcached_example::backend(&url(memcached.port), "myapp", FailurePolicy::Raise)
-            .expect("backend"),
+    let backend = memcached_example::backend(&url(memcached.port), "myapp", FailurePolicy::Raise)
+        .expect("backend");
+    faults::breaker_decides_on_its_fallback_while_down(
+        &mut memcached,
+        &DATA,
+        backend,
+        memcached_example::app,
     )
-    .failures(3)
-    .successes(1)
-    .cool_down(cool_down)
-    .fallback(InMemoryBackend::new("myapp-fallback"))
-    .clock(clock.clone())
-    .build();
-    let server = TestServer::start(memcached_example::app(Traffik::new(breaker.clone()))).await;
-    let client = client();
-    assert!(get(&client, &server).await.status.is_success());
-
-    // Memcached down: the fallback decides, and limits (five per ten seconds, counted
-    // apart).
-    memcached.kill();
-    let answers = until_limited(&client, &server, &DATA, 20).await;
-    assert!(
-        answers
-            .iter()
-            .all(|answer| is_real_decision(answer, DATA.window_secs)),
-        "{answers:#?}"
-    );
-    assert_eq!(breaker.state(), BreakerState::Open);
-
-    // Memcached back, cool-down over: the first probe closes the circuit; memcached
-    // decides again (its state was lost with the restart: the client starts afresh there).
-    memcached.restart().await;
-    clock.advance(cool_down);
-    let answer = get(&client, &server).await;
-    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
-    assert_eq!(breaker.state(), BreakerState::Closed);
+    .await;
 }

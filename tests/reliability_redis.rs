@@ -26,13 +26,10 @@ use std::time::Duration;
 use http::StatusCode;
 use traffik::backend::deadpool_redis;
 use traffik::prelude::*;
-use traffik::{BreakerState, CircuitBreaker, FailurePolicy, RedisBackend};
+use traffik::{FailurePolicy, RedisBackend};
 
 use common::{TestServer, client};
-use faults::{
-    BOUND, ChildServer, Endpoint, Expect, Partition, Probe, ServerSpec, SilentServer, init_logs,
-    is_real_decision, until_limited,
-};
+use faults::{BOUND, ChildServer, Endpoint, Expect, Partition, Probe, ServerSpec, until_limited};
 
 /// `redis-server` in the foreground on a loopback port, without persistence.
 static REDIS: ServerSpec = ServerSpec {
@@ -109,32 +106,11 @@ async fn redis_killed_mid_traffic_raise_answers_503_then_limits_after_restart() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_never_answers_is_answered_within_the_timeout() {
-    init_logs();
-    let silent = SilentServer::start().await;
-    let url = url(silent.port);
-    for expect in [Expect::Unavailable, Expect::Allowed, Expect::FailClosed] {
-        let backend = redis_example::backend(&url, expect.policy()).expect("backend");
-        let server = TestServer::start(redis_example::app(Traffik::new(backend))).await;
-        let client = client();
-        // One at a time, then ten at once.
-        for _ in 0..3 {
-            let answer = get(&client, &server).await;
-            assert!(answer.elapsed <= BOUND, "too slow: {answer:?}");
-            assert!(expect.matches(&answer), "{expect:?} expected: {answer:?}");
-        }
-        let burst = (0..10).map(|_| get(&client, &server));
-        for answer in futures_util::future::join_all(burst).await {
-            assert!(answer.elapsed <= BOUND, "too slow: {answer:?}");
-            assert!(expect.matches(&answer), "{expect:?} expected: {answer:?}");
-        }
-        if let Expect::Unavailable = expect {
-            let answer = get(&client, &server).await;
-            assert!(
-                answer.body.contains("did not answer within"),
-                "the timeout answered: {answer:?}"
-            );
-        }
-    }
+    faults::silence_answered_by_each_policy(LIMITED.path, |port, policy| {
+        let backend = redis_example::backend(&url(port), policy).expect("backend");
+        redis_example::app(Traffik::new(backend))
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,37 +214,12 @@ async fn a_circuit_breaker_limits_on_its_fallback_while_redis_is_down() {
     let Some(mut redis) = ChildServer::start(&REDIS).await else {
         return;
     };
-    let clock = ManualClock::new(SystemClock.now_micros());
-    let cool_down = Duration::from_secs(30);
-    let breaker = CircuitBreaker::builder(
-        redis_example::backend(&url(redis.port), FailurePolicy::Raise).expect("backend"),
+    let backend = redis_example::backend(&url(redis.port), FailurePolicy::Raise).expect("backend");
+    faults::breaker_decides_on_its_fallback_while_down(
+        &mut redis,
+        &LIMITED,
+        backend,
+        redis_example::app,
     )
-    .failures(3)
-    .successes(1)
-    .cool_down(cool_down)
-    .fallback(InMemoryBackend::new("api-fallback"))
-    .clock(clock.clone())
-    .build();
-    let server = TestServer::start(redis_example::app(Traffik::new(breaker.clone()))).await;
-    let client = client();
-    assert!(get(&client, &server).await.status.is_success());
-
-    // Redis down: the fallback decides, and limits (five a minute, counted apart).
-    redis.kill();
-    let answers = until_limited(&client, &server, &LIMITED, 20).await;
-    assert!(
-        answers
-            .iter()
-            .all(|answer| is_real_decision(answer, LIMITED.window_secs)),
-        "{answers:#?}"
-    );
-    assert_eq!(breaker.state(), BreakerState::Open);
-
-    // Redis back, cool-down over: the first probe closes the circuit; Redis decides again
-    // (its state was lost with the restart: the client starts afresh there).
-    redis.restart().await;
-    clock.advance(cool_down);
-    let answer = get(&client, &server).await;
-    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
-    assert_eq!(breaker.state(), BreakerState::Closed);
+    .await;
 }

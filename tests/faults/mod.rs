@@ -18,9 +18,9 @@ use axum::Router;
 use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use traffik::FailurePolicy;
 use traffik::policy::DEFAULT_TIMEOUT;
 use traffik::prelude::*;
+use traffik::{BreakerState, CircuitBreaker, FailurePolicy};
 
 use crate::common::{TestServer, client};
 
@@ -580,4 +580,86 @@ pub async fn answers_through_a_cut(
         }
     }
     panic!("still failing after the partition healed: {answers:#?}");
+}
+
+/// Against a server that accepts connections and never answers (its port given to `app`),
+/// under each policy: every request, one at a time and ten at once, is answered as the
+/// policy says within [`BOUND`]; under `raise` the body says the store timed out; and the
+/// silent server did accept connections (the silence was answered, not a refusal).
+pub async fn silence_answered_by_each_policy(
+    path: &str,
+    app: impl Fn(u16, FailurePolicy) -> Router,
+) {
+    init_logs();
+    let silent = SilentServer::start().await;
+    for expect in [Expect::Unavailable, Expect::Allowed, Expect::FailClosed] {
+        let server = TestServer::start(app(silent.port, expect.policy())).await;
+        let client = client();
+        for _ in 0..3 {
+            let answer = get(&client, &server, path).await;
+            assert!(answer.elapsed <= BOUND, "too slow: {answer:?}");
+            assert!(expect.matches(&answer), "{expect:?} expected: {answer:?}");
+        }
+        let burst = (0..10).map(|_| get(&client, &server, path));
+        for answer in futures_util::future::join_all(burst).await {
+            assert!(answer.elapsed <= BOUND, "too slow: {answer:?}");
+            assert!(expect.matches(&answer), "{expect:?} expected: {answer:?}");
+        }
+        if let Expect::Unavailable = expect {
+            let answer = get(&client, &server, path).await;
+            assert!(
+                answer.body.contains("did not answer within"),
+                "the timeout answered: {answer:?}"
+            );
+        }
+    }
+    assert!(silent.accepted() > 0);
+}
+
+/// A [`CircuitBreaker`] around `backend` (the store `store` serves), with an in-memory
+/// fallback, behind the app `app` builds: while the store is down the fallback decides and
+/// limits; once the store is back and the cool-down (on a manual clock) is over, the first
+/// probe closes the circuit and the store decides again.
+pub async fn breaker_decides_on_its_fallback_while_down(
+    store: &mut ChildServer,
+    endpoint: &Endpoint,
+    backend: impl Backend,
+    app: impl FnOnce(Traffik) -> Router,
+) {
+    let clock = ManualClock::new(SystemClock.now_micros());
+    let cool_down = Duration::from_secs(30);
+    let breaker = CircuitBreaker::builder(backend)
+        .failures(3)
+        .successes(1)
+        .cool_down(cool_down)
+        .fallback(InMemoryBackend::new("fallback"))
+        .clock(clock.clone())
+        .build();
+    let server = TestServer::start(app(Traffik::new(breaker.clone()))).await;
+    let client = client();
+    assert!(
+        get(&client, &server, endpoint.path)
+            .await
+            .status
+            .is_success()
+    );
+
+    // The store down: the fallback decides, and limits (its counts kept apart).
+    store.kill();
+    let answers = until_limited(&client, &server, endpoint, 20).await;
+    assert!(
+        answers
+            .iter()
+            .all(|answer| is_real_decision(answer, endpoint.window_secs)),
+        "{answers:#?}"
+    );
+    assert_eq!(breaker.state(), BreakerState::Open);
+
+    // The store back, cool-down over: the first probe closes the circuit; the store
+    // decides again (its state was lost with the restart: the client starts afresh).
+    store.restart().await;
+    clock.advance(cool_down);
+    let answer = get(&client, &server, endpoint.path).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(breaker.state(), BreakerState::Closed);
 }
