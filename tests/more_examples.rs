@@ -19,13 +19,9 @@ mod strategies;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{TestServer, client};
-use http::{HeaderMap, StatusCode};
-use tokio::time::timeout;
+use common::{TestServer, admitted_before_429, client, get};
+use http::StatusCode;
 use traffik::prelude::*;
-
-/// How long any request may take before the test fails instead of hanging.
-const STEP: Duration = Duration::from_secs(10);
 
 /// 2023-11-14T22:14:00Z: the start of a minute.
 const T0: u64 = 1_700_000_040 * 1_000_000;
@@ -36,64 +32,6 @@ fn traffik_at(clock: &ManualClock) -> Traffik {
             .clock(clock.clone())
             .build(),
     )
-}
-
-#[derive(Debug)]
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .unwrap_or_else(|| panic!("no {name} header in {self:?}"))
-            .to_str()
-            .expect("a visible ASCII header")
-    }
-}
-
-async fn get(client: &reqwest::Client, url: &str, headers: &[(&str, &str)]) -> Reply {
-    let mut request = client.get(url);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = timeout(STEP, request.send())
-        .await
-        .expect("request timed out")
-        .expect("request");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = timeout(STEP, response.text())
-        .await
-        .expect("body timed out")
-        .expect("body");
-    Reply {
-        status,
-        headers,
-        body,
-    }
-}
-
-/// Sends requests until the first 429 (at most `max`): how many were admitted before it,
-/// and the 429.
-async fn admitted_before_429(
-    client: &reqwest::Client,
-    url: &str,
-    headers: &[(&str, &str)],
-    max: usize,
-) -> (usize, Reply) {
-    for admitted in 0..max {
-        let reply = get(client, url, headers).await;
-        match reply.status {
-            StatusCode::OK => {}
-            StatusCode::TOO_MANY_REQUESTS => return (admitted, reply),
-            _ => panic!("unexpected answer to request {}: {reply:?}", admitted + 1),
-        }
-    }
-    panic!("{url}: no 429 after {max} requests");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -18,13 +18,9 @@ mod exempt_admin;
 
 use std::time::Duration;
 
-use common::{TestServer, client};
-use http::{HeaderMap, StatusCode};
-use tokio::time::timeout;
+use common::{Reply, TestServer, admitted_before_429, client, get};
+use http::StatusCode;
 use traffik::prelude::*;
-
-/// How long any request may take before the test fails instead of hanging.
-const STEP: Duration = Duration::from_secs(10);
 
 /// 2023-11-14T22:14:00Z: the start of a minute.
 const T0: u64 = 1_700_000_040 * 1_000_000;
@@ -35,62 +31,6 @@ fn traffik_at(clock: &ManualClock) -> Traffik {
             .clock(clock.clone())
             .build(),
     )
-}
-
-#[derive(Debug)]
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(name)
-            .map(|value| value.to_str().expect("a visible ASCII header"))
-    }
-}
-
-async fn get(client: &reqwest::Client, url: &str, headers: &[(&str, &str)]) -> Reply {
-    let mut request = client.get(url);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = timeout(STEP, request.send())
-        .await
-        .expect("request timed out")
-        .expect("request");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = timeout(STEP, response.text())
-        .await
-        .expect("body timed out")
-        .expect("body");
-    Reply {
-        status,
-        headers,
-        body,
-    }
-}
-
-/// Sends requests until the first 429 (at most `max`): how many were admitted before it,
-/// and the 429.
-async fn admitted_before_429(
-    client: &reqwest::Client,
-    url: &str,
-    headers: &[(&str, &str)],
-    max: usize,
-) -> (usize, Reply) {
-    for admitted in 0..max {
-        let reply = get(client, url, headers).await;
-        match reply.status {
-            StatusCode::OK => {}
-            StatusCode::TOO_MANY_REQUESTS => return (admitted, reply),
-            _ => panic!("unexpected answer to request {}: {reply:?}", admitted + 1),
-        }
-    }
-    panic!("{url}: no 429 after {max} requests");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -105,8 +45,14 @@ fn assert_custom_429(reply: &Reply, secs: u64) {
             r#"{{"error":"rate_limit_exceeded","message":"Too many requests. Retry in {secs}s","retry_after":{secs}}}"#
         )
     );
-    assert_eq!(reply.header("retry-after"), Some(secs.to_string().as_str()));
-    assert_eq!(reply.header("content-type"), Some("application/json"));
+    assert_eq!(
+        reply.optional_header("retry-after"),
+        Some(secs.to_string().as_str())
+    );
+    assert_eq!(
+        reply.optional_header("content-type"),
+        Some("application/json")
+    );
     // Exactly what the handler set, nothing added: no RateLimit fields.
     let mut names: Vec<&str> = reply.headers.keys().map(|name| name.as_str()).collect();
     names.sort_unstable();
@@ -164,7 +110,7 @@ async fn admins_are_never_limited_while_users_are() {
     // A user (from the same address) still has the whole "50/m", and then is limited.
     let (admitted, denied) = admitted_before_429(&client, &url, &user, 60).await;
     assert_eq!(admitted, 50);
-    assert_eq!(denied.header("retry-after"), Some("60"));
+    assert_eq!(denied.optional_header("retry-after"), Some("60"));
 
     // The admin is not, even now.
     for n in 0..10 {
@@ -198,18 +144,24 @@ async fn min_wait_period_raises_the_wait_of_a_throttled_request() {
     // `api_v2`, "5/10s": a denial at the window's start waits the 10 s to its end.
     let (admitted, denied) = admitted_before_429(&client, &server.url("/api/v2"), &[], 10).await;
     assert_eq!(admitted, 5);
-    assert_eq!(denied.header("retry-after"), Some("10"));
+    assert_eq!(denied.optional_header("retry-after"), Some("10"));
 
     // `login`, "3/10s" with a 30 s floor: the same window, but told to wait 30 s, and
     // the RateLimit field agrees.
     let (admitted, denied) = admitted_before_429(&client, &server.url("/api/login"), &[], 10).await;
     assert_eq!(admitted, 3);
-    assert_eq!(denied.header("retry-after"), Some("30"));
-    assert_eq!(denied.header("ratelimit"), Some(r#""login";r=0;t=30"#));
+    assert_eq!(denied.optional_header("retry-after"), Some("30"));
+    assert_eq!(
+        denied.optional_header("ratelimit"),
+        Some(r#""login";r=0;t=30"#)
+    );
 
     // The floor applies to denials only: admitted requests report the window as it is.
     clock.advance(Duration::from_secs(10));
     let admitted = get(&client, &server.url("/api/login"), &[]).await;
     assert_eq!(admitted.status, StatusCode::OK);
-    assert_eq!(admitted.header("ratelimit"), Some(r#""login";r=2;t=10"#));
+    assert_eq!(
+        admitted.optional_header("ratelimit"),
+        Some(r#""login";r=2;t=10"#)
+    );
 }

@@ -1,4 +1,5 @@
-//! Shared helpers for the end-to-end tests: serve a router on a real loopback socket.
+//! Shared helpers for the end-to-end tests: serve a router on a real loopback socket, and
+//! send it requests.
 
 #![allow(dead_code)]
 
@@ -6,8 +7,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
+use http::{HeaderMap, StatusCode};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio::time::timeout;
+
+/// How long any request may take before the test fails instead of hanging.
+pub const STEP: Duration = Duration::from_secs(10);
 
 /// A router served on `127.0.0.1:0` with connect info; the server stops when dropped.
 pub struct TestServer {
@@ -88,4 +94,69 @@ pub fn client() -> reqwest::Client {
         .timeout(Duration::from_secs(10))
         .build()
         .expect("client")
+}
+
+/// An answer, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    /// The header `name`; the test fails if it is missing.
+    pub fn header(&self, name: &str) -> &str {
+        self.optional_header(name)
+            .unwrap_or_else(|| panic!("no {name} header in {self:?}"))
+    }
+
+    /// The header `name`, if present.
+    pub fn optional_header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(name)
+            .map(|value| value.to_str().expect("a visible ASCII header"))
+    }
+}
+
+/// `GET url` with `headers`, read whole, each step bounded by [`STEP`].
+pub async fn get(client: &reqwest::Client, url: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut request = client.get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = timeout(STEP, request.send())
+        .await
+        .expect("request timed out")
+        .expect("request");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = timeout(STEP, response.text())
+        .await
+        .expect("body timed out")
+        .expect("body");
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Sends requests until the first 429 (at most `max`): how many were admitted before it,
+/// and the 429.
+pub async fn admitted_before_429(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &[(&str, &str)],
+    max: usize,
+) -> (usize, Reply) {
+    for admitted in 0..max {
+        let reply = get(client, url, headers).await;
+        match reply.status {
+            StatusCode::OK => {}
+            StatusCode::TOO_MANY_REQUESTS => return (admitted, reply),
+            _ => panic!("unexpected answer to request {}: {reply:?}", admitted + 1),
+        }
+    }
+    panic!("{url}: no 429 after {max} requests");
 }
