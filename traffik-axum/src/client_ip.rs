@@ -61,6 +61,7 @@
 //! [`MockConnectInfo`](axum::extract::connect_info::MockConnectInfo) layer supplies one.
 
 use std::borrow::Cow;
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use axum::extract::ConnectInfo;
@@ -68,6 +69,11 @@ use http::header::{FORWARDED, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Extensions, Request};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
+/// `X-Forwarded-For`, named once (a name given as text is parsed on every lookup).
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Real-IP`, named once.
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// At most this many entries of one proxy header are examined, from the right.
 const MAX_ENTRIES: usize = 64;
@@ -455,14 +461,23 @@ impl ClientIpConfig {
     /// ```
     #[must_use]
     pub fn identity_of(&self, ip: IpAddr) -> String {
-        match ip.to_canonical() {
-            IpAddr::V4(v4) => ipv4_text(v4),
-            IpAddr::V6(v6) if self.ipv6_prefix >= 128 => v6.to_string(),
+        let mut text = String::new();
+        self.write_identity_of(ip, &mut text);
+        text
+    }
+
+    /// [`identity_of`](Self::identity_of), written into `out` (a stack buffer, on the
+    /// request path).
+    pub(crate) fn write_identity_of(&self, ip: IpAddr, out: &mut impl fmt::Write) {
+        // Writing into a `String` or a `KeyText` cannot fail.
+        let _ = match ip.to_canonical() {
+            IpAddr::V4(v4) => write_ipv4(v4, out),
+            IpAddr::V6(v6) if self.ipv6_prefix >= 128 => write!(out, "{v6}"),
             IpAddr::V6(v6) => match Ipv6Net::new(v6, self.ipv6_prefix) {
-                Ok(net) => net.trunc().to_string(),
-                Err(_) => v6.to_string(),
+                Ok(net) => write!(out, "{}", net.trunc()),
+                Err(_) => write!(out, "{v6}"),
             },
-        }
+        };
     }
 
     fn resolve_from(
@@ -489,10 +504,10 @@ impl ClientIpConfig {
                 self.walk(peer, RevEntries::new(lines, true), forwarded_for)
             }
             ProxyHeader::XForwardedFor => {
-                let lines = headers.get_all("x-forwarded-for").into_iter().rev();
+                let lines = headers.get_all(X_FORWARDED_FOR).into_iter().rev();
                 self.walk(peer, RevEntries::new(lines, false), plain_node)
             }
-            ProxyHeader::XRealIp => single_ip(peer, headers.get_all("x-real-ip").into_iter()),
+            ProxyHeader::XRealIp => single_ip(peer, headers.get_all(X_REAL_IP).into_iter()),
             ProxyHeader::SingleIp(name) => single_ip(peer, headers.get_all(name).into_iter()),
         }
     }
@@ -913,18 +928,30 @@ fn forwarded_node(value: &[u8]) -> Node {
     }
 }
 
-/// Dotted-quad text of an IPv4 address, without the formatting machinery (this runs on
+/// Writes the dotted-quad text of an IPv4 address, without the formatting machinery (this runs on
 /// every throttled request).
-fn ipv4_text(ip: std::net::Ipv4Addr) -> String {
-    let mut text = String::with_capacity(15);
-    let mut digits = itoa::Buffer::new();
+fn write_ipv4(ip: std::net::Ipv4Addr, out: &mut impl fmt::Write) -> fmt::Result {
+    // At most "255.255.255.255": built in place, then written in one call.
+    let mut text = [0u8; 15];
+    let mut len = 0;
     for (i, octet) in ip.octets().into_iter().enumerate() {
         if i > 0 {
-            text.push('.');
+            text[len] = b'.';
+            len += 1;
         }
-        text.push_str(digits.format(octet));
+        if octet >= 100 {
+            text[len] = b'0' + octet / 100;
+            len += 1;
+        }
+        if octet >= 10 {
+            text[len] = b'0' + octet / 10 % 10;
+            len += 1;
+        }
+        text[len] = b'0' + octet % 10;
+        len += 1;
     }
-    text
+    // Only ASCII digits and dots were written.
+    out.write_str(std::str::from_utf8(&text[..len]).map_err(|_| fmt::Error)?)
 }
 
 #[cfg(test)]
@@ -1557,6 +1584,12 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn ipv4_identity_is_the_standard_text(bits in any::<u32>()) {
+            let ip = std::net::Ipv4Addr::from(bits);
+            prop_assert_eq!(ClientIpConfig::new().identity_of(IpAddr::V4(ip)), ip.to_string());
+        }
+
         #[test]
         fn client_ip_arbitrary_header_bytes_never_panic(
             lines in prop::collection::vec(

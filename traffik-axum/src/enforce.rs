@@ -4,9 +4,10 @@
 use axum::extract::MatchedPath;
 use axum::response::Response;
 use http::request::Parts;
+use traffik_core::key::KeyText;
 use traffik_core::{Backend, Decision, Identity, SharedBackend};
 
-use crate::headers::default_throttled_response;
+use crate::headers::RateLimitHeaders;
 use crate::http_throttle::{HttpThrottle, Identifier, ThrottledInfo};
 use crate::rejection::ThrottleRejection;
 use crate::state::Traffik;
@@ -33,6 +34,11 @@ pub struct RequestBackend(pub SharedBackend);
 /// (`/users/{id}`) so that ids do not multiply a client's quota; the raw path only where
 /// no route matched. `HEAD` counts as `GET`, since axum answers it with the GET handler.
 pub fn http_scope(parts: &Parts) -> String {
+    http_scope_text(parts).as_str().to_owned()
+}
+
+/// [`http_scope`], built without allocating (for a route up to [`KeyText::INLINE`] bytes).
+pub(crate) fn http_scope_text(parts: &Parts) -> KeyText {
     let path = match parts.extensions.get::<MatchedPath>() {
         Some(matched) => matched.as_str(),
         None => parts.uri.path(),
@@ -42,10 +48,10 @@ pub fn http_scope(parts: &Parts) -> String {
     } else {
         parts.method.as_str()
     };
-    let mut scope = String::with_capacity(6 + method.len() + path.len());
+    let mut scope = KeyText::new();
     scope.push_str("http:");
     scope.push_str(method);
-    scope.push(':');
+    scope.push_ascii(b':');
     scope.push_str(path);
     scope
 }
@@ -93,21 +99,83 @@ pub(crate) async fn enforce_in_scope(
     traffik: &Traffik,
     scope: &str,
 ) -> Result<Decision, ThrottleRejection> {
-    let identity = identify(throttle, parts, traffik).await?;
-    if identity.is_exempt() {
-        return Ok(Decision::unlimited());
+    if let Some(judged) = enforce_now(throttle, parts, traffik, scope) {
+        return judged;
     }
-    let inner = throttle.inner();
-    let cost = match &inner.cost {
-        Some(cost) => cost(parts),
-        None => throttle.throttle().default_cost(),
+    let Identity::Client(id) = identify(throttle, parts, traffik).await? else {
+        return Ok(Decision::unlimited());
     };
     let backend: &dyn Backend = select_backend(throttle, parts, traffik).as_ref();
-    let decision = throttle
+    let decided = throttle
         .throttle()
-        .hit_with_cost(&identity, scope, cost, backend)
-        .await
-        .map_err(ThrottleRejection::limiter)?;
+        .hit_client(&id, scope, cost_of(throttle, parts), backend)
+        .await;
+    judge(throttle, parts, traffik, decided)
+}
+
+/// [`enforce_in_scope`] in one synchronous step, when the client is identified without
+/// awaiting (the default identifier or a synchronous one) and the backend decides in
+/// place ([`Throttle::try_hit_now`](traffik_core::Throttle::try_hit_now)): the in-memory
+/// path, with no future and no allocation. `None`, having done nothing, otherwise.
+pub(crate) fn enforce_now(
+    throttle: &HttpThrottle,
+    parts: &Parts,
+    traffik: &Traffik,
+    scope: &str,
+) -> Option<Result<Decision, ThrottleRejection>> {
+    let backend: &dyn Backend = select_backend(throttle, parts, traffik).as_ref();
+    if !throttle.throttle().decides_in_place(backend) {
+        return None;
+    }
+    let address;
+    let named;
+    let id: &str = match &throttle.inner().identifier {
+        Identifier::Default => {
+            let config = traffik.client_ip_config();
+            let ip = match config.resolve(parts) {
+                Ok(ip) => ip,
+                Err(error) => return Some(Err(ThrottleRejection::unknown_client(error))),
+            };
+            let mut text = KeyText::new();
+            config.write_identity_of(ip, &mut text);
+            address = text;
+            &address
+        }
+        Identifier::Sync(identify) => match identify(parts) {
+            Identity::Client(id) => {
+                named = id;
+                &named
+            }
+            Identity::Exempt => return Some(Ok(Decision::unlimited())),
+        },
+        Identifier::Async(_) => return None,
+    };
+    let decided = throttle
+        .throttle()
+        .try_hit_now(id, scope, cost_of(throttle, parts), backend)?;
+    Some(judge(throttle, parts, traffik, decided))
+}
+
+/// The cost of this request under `throttle`.
+fn cost_of(throttle: &HttpThrottle, parts: &Parts) -> u64 {
+    match &throttle.inner().cost {
+        Some(cost) => cost(parts),
+        None => throttle.throttle().default_cost(),
+    }
+}
+
+/// What a decision comes to: the decision if the request may proceed, else the
+/// rejection (429, or the error's answer).
+// The rejection holds the response itself, as `enforce_in_scope`'s does; boxing it would
+// allocate once more per denial.
+#[allow(clippy::result_large_err)]
+fn judge(
+    throttle: &HttpThrottle,
+    parts: &Parts,
+    traffik: &Traffik,
+    decided: traffik_core::Result<Decision>,
+) -> Result<Decision, ThrottleRejection> {
+    let decision = decided.map_err(ThrottleRejection::limiter)?;
     if decision.allowed {
         return Ok(decision);
     }
@@ -115,6 +183,15 @@ pub(crate) async fn enforce_in_scope(
         decision,
         throttled_response(throttle, parts, traffik, &decision),
     ))
+}
+
+/// [`enforce_now`] for one HTTP request in its route's scope (built on the stack).
+pub(crate) fn enforce_http_now(
+    throttle: &HttpThrottle,
+    parts: &Parts,
+    traffik: &Traffik,
+) -> Option<Result<Decision, ThrottleRejection>> {
+    enforce_now(throttle, parts, traffik, &http_scope_text(parts))
 }
 
 /// Judges one HTTP request; see [`enforce_in_scope`].
@@ -142,11 +219,8 @@ fn throttled_response(
                 decision,
             },
         ),
-        None => default_throttled_response(
-            throttle.uid(),
-            throttle.rate(),
-            decision,
-            inner.headers.unwrap_or(traffik.header_policy()),
-        ),
+        None => RateLimitHeaders::from_decision(throttle.uid(), throttle.rate(), decision)
+            .with_policy(&inner.policy_field)
+            .throttled_response(inner.headers.unwrap_or(traffik.header_policy())),
     }
 }

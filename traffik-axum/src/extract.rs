@@ -1,6 +1,7 @@
 //! [`Throttled<T>`]: the extractor that throttles a handler, and the [`throttle!`] macro
 //! that declares the throttles it names.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -17,8 +18,10 @@ use crate::state::Traffik;
 /// Where a [`Throttled<T>`] finds its throttle: implemented by the types
 /// [`throttle!`](crate::throttle!) declares.
 pub trait ThrottleSource<S>: 'static {
-    /// The throttle, from the app state `state`.
-    fn http_throttle(state: &S) -> HttpThrottle;
+    /// The throttle, from the app state `state`: borrowed when it is built once for the
+    /// whole program (an initializer given to `throttle!`), owned when it comes from the
+    /// state.
+    fn http_throttle(state: &S) -> Cow<'static, HttpThrottle>;
 }
 
 /// Throttles a handler: the axum twin of FastAPI's `Depends(throttle)`.
@@ -47,7 +50,7 @@ pub trait ThrottleSource<S>: 'static {
 ///     .with_state(Traffik::new(InMemoryBackend::new("app")));
 /// ```
 pub struct Throttled<T> {
-    throttle: HttpThrottle,
+    throttle: Cow<'static, HttpThrottle>,
     decision: Decision,
     headers: HeaderPolicy,
     _source: PhantomData<fn() -> T>,
@@ -85,7 +88,12 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let traffik = Traffik::from_ref(state);
         let throttle = T::http_throttle(state);
-        let decision = crate::enforce::enforce(&throttle, parts, &traffik).await?;
+        // In memory, decided in one synchronous step; otherwise awaited.
+        let decided_now = crate::enforce::enforce_http_now(&throttle, parts, &traffik);
+        let decision = match decided_now {
+            Some(judged) => judged?,
+            None => crate::enforce::enforce(&throttle, parts, &traffik).await?,
+        };
         let headers = throttle.inner().headers.unwrap_or(traffik.header_policy());
         Ok(Self {
             throttle,
@@ -192,8 +200,8 @@ macro_rules! throttle {
         }
 
         impl<S> $crate::ThrottleSource<S> for $name {
-            fn http_throttle(_state: &S) -> $crate::HttpThrottle {
-                $name::get().clone()
+            fn http_throttle(_state: &S) -> ::std::borrow::Cow<'static, $crate::HttpThrottle> {
+                ::std::borrow::Cow::Borrowed($name::get())
             }
         }
     };
@@ -206,8 +214,8 @@ macro_rules! throttle {
         where
             $name: $crate::__private::FromRef<S>,
         {
-            fn http_throttle(state: &S) -> $crate::HttpThrottle {
-                <$name as $crate::__private::FromRef<S>>::from_ref(state).0
+            fn http_throttle(state: &S) -> ::std::borrow::Cow<'static, $crate::HttpThrottle> {
+                ::std::borrow::Cow::Owned(<$name as $crate::__private::FromRef<S>>::from_ref(state).0)
             }
         }
     };

@@ -175,6 +175,21 @@ impl Entry {
 pub struct RateLimitHeaders {
     entries: Vec<Entry>,
     retry_after: Option<u64>,
+    /// `RateLimit-Policy` rendered in advance for the one entry (see [`PolicyField`]).
+    policy: Option<HeaderValue>,
+}
+
+/// A throttle's `RateLimit-Policy` field, rendered once when the throttle is built: it
+/// depends only on the uid and the rate, and every denial sends it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PolicyField(Option<HeaderValue>);
+
+impl PolicyField {
+    /// The field for a throttle named `uid` limited to `rate`.
+    pub(crate) fn new(uid: &str, rate: &Rate) -> Self {
+        let full = Decision::allow(rate.limit(), rate.limit(), rate.period());
+        Self(RateLimitHeaders::from_decision(uid, rate, &full).policy_value())
+    }
 }
 
 impl RateLimitHeaders {
@@ -201,6 +216,15 @@ impl RateLimitHeaders {
         collected
     }
 
+    /// Takes `field`, rendered in advance for the throttle of the one entry, as this
+    /// collection's `RateLimit-Policy`. Pushing another decision drops it.
+    pub(crate) fn with_policy(mut self, field: &PolicyField) -> Self {
+        if self.entries.len() == 1 {
+            self.policy.clone_from(&field.0);
+        }
+        self
+    }
+
     /// Adds one throttle's decision; `uid` names the policy (see [`policy_name`]).
     ///
     /// A denial raises `Retry-After` to its wait if that is longer. Unless the rate is
@@ -221,6 +245,7 @@ impl RateLimitHeaders {
     /// # Ok::<(), traffik_axum::core::Error>(())
     /// ```
     pub fn push(&mut self, uid: &str, rate: &Rate, decision: &Decision) -> &mut Self {
+        self.policy = None;
         if !decision.allowed {
             let secs = decision.retry_after_secs();
             self.retry_after = Some(self.retry_after.map_or(secs, |old| old.max(secs)));
@@ -293,6 +318,9 @@ impl RateLimitHeaders {
     /// # Ok::<(), traffik_axum::core::Error>(())
     /// ```
     pub fn policy_value(&self) -> Option<HeaderValue> {
+        if let Some(rendered) = &self.policy {
+            return Some(rendered.clone());
+        }
         let mut list = ListSerializer::new();
         for entry in &self.entries {
             _ = list
@@ -634,6 +662,30 @@ mod tests {
         let mut headers = HeaderMap::new();
         RateLimitHeaders::from_decision(uid, rate, d).apply(policy, &mut headers);
         headers
+    }
+
+    #[test]
+    fn headers_policy_rendered_in_advance_is_the_one_rendered_per_denial() {
+        let rate = rate("5/10s");
+        let field = PolicyField::new("api key", &rate);
+        let plain = RateLimitHeaders::from_decision("api key", &rate, &denied_ms(1500));
+        let cached = plain.clone().with_policy(&field);
+        assert_eq!(cached.policy_value(), plain.policy_value());
+        assert_eq!(
+            cached
+                .throttled_response(HeaderPolicy::OnThrottled)
+                .headers(),
+            plain
+                .throttled_response(HeaderPolicy::OnThrottled)
+                .headers()
+        );
+        // A second member drops the value rendered for one.
+        let mut two = cached;
+        two.push("other", &rate, &denied_ms(10));
+        let mut plain_two = plain;
+        plain_two.push("other", &rate, &denied_ms(10));
+        assert_eq!(two.len(), 2);
+        assert_eq!(two.policy_value(), plain_two.policy_value());
     }
 
     #[test]

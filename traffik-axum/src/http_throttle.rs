@@ -11,7 +11,7 @@ use traffik_core::{
     Backend, Decision, FailurePolicy, Identity, Rate, SharedBackend, Strategy, Throttle,
 };
 
-use crate::headers::HeaderPolicy;
+use crate::headers::{HeaderPolicy, PolicyField};
 use crate::ws::WsOnThrottled;
 
 /// What a custom throttled handler is told about the denial.
@@ -49,6 +49,8 @@ pub(crate) struct Inner {
     pub headers: Option<HeaderPolicy>,
     pub dynamic_backend: bool,
     pub ws_on_throttled: WsOnThrottled,
+    /// The `RateLimit-Policy` of this throttle's denials, rendered once.
+    pub policy_field: PolicyField,
 }
 
 /// A throttle for HTTP requests: the axum twin of the seed's `HTTPThrottle`.
@@ -101,13 +103,14 @@ impl HttpThrottle {
     pub fn from_throttle(throttle: Throttle) -> Self {
         Self {
             inner: Arc::new(Inner {
-                throttle,
                 identifier: Identifier::Default,
                 cost: None,
                 on_throttled: None,
                 headers: None,
                 dynamic_backend: false,
                 ws_on_throttled: WsOnThrottled::default(),
+                policy_field: PolicyField::new(throttle.uid(), throttle.rate()),
+                throttle,
             }),
         }
     }
@@ -115,6 +118,7 @@ impl HttpThrottle {
     fn map(self, f: impl FnOnce(&mut Inner)) -> Self {
         let mut inner = Arc::unwrap_or_clone(self.inner);
         f(&mut inner);
+        inner.policy_field = PolicyField::new(inner.throttle.uid(), inner.throttle.rate());
         Self {
             inner: Arc::new(inner),
         }

@@ -28,8 +28,15 @@ use crate::headers::HeaderPolicy;
 /// ```
 #[derive(Clone, Debug)]
 pub struct Traffik {
+    // One pointer: `FromRef` hands the extractor a clone per request.
+    inner: Arc<Settings>,
+}
+
+/// What a [`Traffik`] holds.
+#[derive(Clone, Debug)]
+struct Settings {
     backend: SharedBackend,
-    client_ip: Arc<ClientIpConfig>,
+    client_ip: ClientIpConfig,
     headers: HeaderPolicy,
 }
 
@@ -43,39 +50,41 @@ impl Traffik {
     /// A context on an already shared backend.
     pub fn from_shared(backend: SharedBackend) -> Self {
         Self {
-            backend,
-            client_ip: Arc::new(ClientIpConfig::default()),
-            headers: HeaderPolicy::default(),
+            inner: Arc::new(Settings {
+                backend,
+                client_ip: ClientIpConfig::default(),
+                headers: HeaderPolicy::default(),
+            }),
         }
     }
 
     /// How the default identifier finds the client IP (trusted proxies, IPv6 prefix).
     #[must_use]
     pub fn client_ip(mut self, config: ClientIpConfig) -> Self {
-        self.client_ip = Arc::new(config);
+        Arc::make_mut(&mut self.inner).client_ip = config;
         self
     }
 
     /// Which rate-limit headers throttles send unless they say otherwise.
     #[must_use]
     pub fn headers(mut self, policy: HeaderPolicy) -> Self {
-        self.headers = policy;
+        Arc::make_mut(&mut self.inner).headers = policy;
         self
     }
 
     /// The app's backend.
     pub fn backend(&self) -> &SharedBackend {
-        &self.backend
+        &self.inner.backend
     }
 
     /// The client IP configuration.
     pub fn client_ip_config(&self) -> &ClientIpConfig {
-        &self.client_ip
+        &self.inner.client_ip
     }
 
     /// The default header policy.
     pub fn header_policy(&self) -> HeaderPolicy {
-        self.headers
+        self.inner.headers
     }
 
     /// Runs `serve` between the backend's `initialize` and `close`: the app's lifespan.
@@ -93,9 +102,9 @@ impl Traffik {
     /// # Ok(()) }
     /// ```
     pub async fn lifespan<F: Future>(&self, serve: F) -> traffik_core::Result<F::Output> {
-        self.backend.initialize().await?;
+        self.inner.backend.initialize().await?;
         let output = serve.await;
-        self.backend.close().await?;
+        self.inner.backend.close().await?;
         Ok(output)
     }
 

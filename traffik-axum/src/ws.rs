@@ -179,7 +179,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let traffik = Traffik::from_ref(state);
-        let throttle = T::http_throttle(state);
+        let throttle = T::http_throttle(state).into_owned();
         let identity = crate::enforce::identify(&throttle, parts, &traffik).await?;
         let route = parts
             .extensions

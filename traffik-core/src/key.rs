@@ -6,6 +6,10 @@
 //! bytes never appear raw in the uid or identity part. The scope keeps `:` and braces
 //! (`http:GET:/users/{id}`) since it comes after the tag.
 
+use std::fmt;
+
+use smallvec::SmallVec;
+
 /// Which bytes of a key component are percent-escaped: a table per set, indexed by byte.
 type Escape = [bool; 256];
 
@@ -41,7 +45,7 @@ const SCOPE: Escape = scope_set();
 
 /// Appends `text` to `key`, percent-escaping the bytes `escape` names. Text with nothing
 /// to escape (IP addresses, ids, routes: nearly always) is copied at once.
-fn push_escaped(key: &mut String, text: &str, escape: &Escape) {
+fn push_escaped(key: &mut KeyText, text: &str, escape: &Escape) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     if !text.bytes().any(|byte| escape[usize::from(byte)]) {
         key.push_str(text);
@@ -49,12 +53,106 @@ fn push_escaped(key: &mut String, text: &str, escape: &Escape) {
     }
     for byte in text.bytes() {
         if escape[usize::from(byte)] {
-            key.push('%');
-            key.push(char::from(HEX[usize::from(byte >> 4)]));
-            key.push(char::from(HEX[usize::from(byte & 0xF)]));
+            key.push_ascii(b'%');
+            key.push_ascii(HEX[usize::from(byte >> 4)]);
+            key.push_ascii(HEX[usize::from(byte & 0xF)]);
         } else {
-            key.push(char::from(byte));
+            key.push_ascii(byte);
         }
+    }
+}
+
+/// Text built on the stack up to [`KeyText::INLINE`] bytes (on the heap past that): a
+/// storage key, or a part of one, built per request without allocating.
+///
+/// It implements [`fmt::Write`], so anything `Display` can be written into it.
+///
+/// ```
+/// use std::fmt::Write;
+/// use traffik_core::key::KeyText;
+///
+/// let mut text = KeyText::new();
+/// text.push_str("http:GET:");
+/// write!(text, "/items/{}", 7)?;
+/// assert_eq!(text.as_str(), "http:GET:/items/7");
+/// # Ok::<(), std::fmt::Error>(())
+/// ```
+#[derive(Clone, Default)]
+pub struct KeyText {
+    // Only ever extended with whole `&str`s and ASCII bytes: always UTF-8.
+    bytes: SmallVec<[u8; KeyText::INLINE]>,
+}
+
+impl KeyText {
+    /// Bytes held without allocating.
+    pub const INLINE: usize = 128;
+
+    /// Empty text.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends `text`.
+    pub fn push_str(&mut self, text: &str) {
+        self.bytes.extend_from_slice(text.as_bytes());
+    }
+
+    /// Appends one ASCII byte (a byte above 0x7F is written as U+FFFD, so the text stays
+    /// UTF-8).
+    pub fn push_ascii(&mut self, byte: u8) {
+        if byte.is_ascii() {
+            self.bytes.push(byte);
+        } else {
+            self.push_str(char::REPLACEMENT_CHARACTER.encode_utf8(&mut [0; 4]));
+        }
+    }
+
+    /// Empties the text, keeping its buffer.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        // Never fails: only `&str`s and ASCII bytes are ever appended.
+        std::str::from_utf8(&self.bytes).unwrap_or_default()
+    }
+
+    /// Whether the text is empty.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+impl fmt::Write for KeyText {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        self.push_str(text);
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for KeyText {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Debug for KeyText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for KeyText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -119,14 +217,27 @@ impl From<String> for Identity {
 /// assert_ne!(throttle_key("a:b", "c", ""), throttle_key("a", "b:c", ""));
 /// ```
 pub fn throttle_key(uid: &str, identity: &str, scope: &str) -> String {
-    let mut key = String::with_capacity(uid.len() + identity.len() + scope.len() + 4);
-    key.push('{');
+    throttle_key_text(uid, identity, scope).as_str().to_owned()
+}
+
+/// [`throttle_key`], built into a [`KeyText`]: no allocation for a key up to
+/// [`KeyText::INLINE`] bytes. What [`Throttle`](crate::Throttle) decides with.
+///
+/// ```
+/// use traffik_core::key::{throttle_key, throttle_key_text};
+///
+/// let key = throttle_key_text("api", "10.0.0.1", "http:GET:/items");
+/// assert_eq!(key.as_str(), throttle_key("api", "10.0.0.1", "http:GET:/items"));
+/// ```
+pub fn throttle_key_text(uid: &str, identity: &str, scope: &str) -> KeyText {
+    let mut key = KeyText::new();
+    key.push_ascii(b'{');
     push_escaped(&mut key, uid, &COMPONENT);
-    key.push(':');
+    key.push_ascii(b':');
     push_escaped(&mut key, identity, &COMPONENT);
-    key.push('}');
+    key.push_ascii(b'}');
     if !scope.is_empty() {
-        key.push(':');
+        key.push_ascii(b':');
         push_escaped(&mut key, scope, &SCOPE);
     }
     key

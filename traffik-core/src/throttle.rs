@@ -10,7 +10,7 @@ use crate::backend::{Backend, BackendFuture, SharedBackend};
 use crate::clock::{Clock, SystemClock};
 use crate::decision::Decision;
 use crate::error::{Error, Result};
-use crate::key::{Identity, throttle_key};
+use crate::key::{Identity, throttle_key, throttle_key_text};
 use crate::policy::{FailureContext, FailurePolicy, FailureVerdict};
 use crate::rate::Rate;
 use crate::strategy::{FixedWindow, Strategy};
@@ -337,11 +337,14 @@ impl Throttle {
     /// (exempt identity, exempt id, unlimited rate).
     fn limited_id<'a>(&self, identity: &'a Identity) -> Option<&'a str> {
         match identity {
-            Identity::Client(id) if !self.rate.is_unlimited() && !self.exempt.contains(id) => {
-                Some(id)
-            }
+            Identity::Client(id) if self.limits(id) => Some(id),
             _ => None,
         }
+    }
+
+    /// Whether requests from the client `id` count against the rate.
+    fn limits(&self, id: &str) -> bool {
+        !self.rate.is_unlimited() && !self.exempt.contains(id)
     }
 
     /// Decides one request of the default cost from `identity` in `scope`, on the
@@ -364,14 +367,125 @@ impl Throttle {
         cost: u64,
         backend: &dyn Backend,
     ) -> Result<Decision> {
-        let Some(id) = self.limited_id(identity) else {
+        match identity {
+            Identity::Client(id) => self.hit_client(id, scope, cost, backend).await,
+            Identity::Exempt => Ok(Decision::unlimited()),
+        }
+    }
+
+    /// Decides one request of `cost` from the client whose id is `id` (what
+    /// [`Identity::Client`] holds); see [`hit`](Throttle::hit). For callers that have the
+    /// id as text already, without building an [`Identity`].
+    ///
+    /// ```
+    /// use traffik_core::{InMemoryBackend, Throttle};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let throttle = Throttle::new("api", "1/m")?;
+    /// let backend = InMemoryBackend::new("app");
+    /// assert!(throttle.hit_client("10.0.0.1", "http:GET:/", 1, &backend).await?.allowed);
+    /// assert!(!throttle.hit_client("10.0.0.1", "http:GET:/", 1, &backend).await?.allowed);
+    /// # Ok::<(), traffik_core::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn hit_client(
+        &self,
+        id: &str,
+        scope: &str,
+        cost: u64,
+        backend: &dyn Backend,
+    ) -> Result<Decision> {
+        if !self.limits(id) {
             return Ok(Decision::unlimited());
-        };
+        }
         let backend: &dyn Backend = self.backend.as_deref().unwrap_or(backend);
-        let key = self.key(id, scope);
+        let key = throttle_key(&self.uid, id, scope);
         let decided = self
             .bounded(backend, self.strategy.hit(&key, &self.rate, cost, backend))
             .await;
+        let hit = Hit {
+            id,
+            scope,
+            key: &key,
+            cost,
+            backend,
+        };
+        self.conclude(decided, &hit)
+    }
+
+    /// Whether a decision on `backend` (or on the throttle's own backend) completes in
+    /// one synchronous step: see [`try_hit_now`](Throttle::try_hit_now).
+    pub fn decides_in_place(&self, backend: &dyn Backend) -> bool {
+        let backend: &dyn Backend = self.backend.as_deref().unwrap_or(backend);
+        backend.decides_in_place() && self.strategy.hits_through_decide()
+    }
+
+    /// [`hit_client`](Throttle::hit_client) in one synchronous step, when the backend
+    /// [decides in place](Backend::decides_in_place) (the in-memory backend) and the
+    /// strategy decides through it: no future is built and the key is built on the
+    /// stack. `None`, having done nothing, when the decision needs awaiting: call
+    /// [`hit_client`](Throttle::hit_client) then.
+    ///
+    /// ```
+    /// use traffik_core::{InMemoryBackend, Throttle};
+    ///
+    /// # fn main() -> traffik_core::Result<()> {
+    /// let throttle = Throttle::new("api", "1/m")?;
+    /// let backend = InMemoryBackend::new("app");
+    /// let first = throttle.try_hit_now("10.0.0.1", "http:GET:/", 1, &backend);
+    /// assert!(first.expect("in memory: decided at once")?.allowed);
+    /// let second = throttle.try_hit_now("10.0.0.1", "http:GET:/", 1, &backend);
+    /// assert!(!second.expect("in memory: decided at once")?.allowed);
+    /// # Ok(()) }
+    /// ```
+    pub fn try_hit_now(
+        &self,
+        id: &str,
+        scope: &str,
+        cost: u64,
+        backend: &dyn Backend,
+    ) -> Option<Result<Decision>> {
+        if !self.limits(id) {
+            return Some(Ok(Decision::unlimited()));
+        }
+        if !self.decides_in_place(backend) {
+            return None;
+        }
+        let backend: &dyn Backend = self.backend.as_deref().unwrap_or(backend);
+        let key = throttle_key_text(&self.uid, id, scope);
+        let key = key.as_str();
+        let decided = match self
+            .strategy
+            .hit(key, &self.rate, cost, backend)
+            .now_or_never()
+        {
+            Ok(decided) => decided,
+            // A pending future is dropped unpolled: nothing was sent anywhere.
+            Err(_pending) => Err(Error::Backend(format!(
+                "backend {} claims to decide in place but returned a pending decision",
+                backend.namespace()
+            ))),
+        };
+        let hit = Hit {
+            id,
+            scope,
+            key,
+            cost,
+            backend,
+        };
+        Some(self.conclude(decided, &hit))
+    }
+
+    /// What a decided (or failed) hit comes to: the failure policy for a backend failure,
+    /// the minimum wait, shadow mode, and the log lines.
+    fn conclude(&self, decided: Result<Decision>, hit: &Hit<'_>) -> Result<Decision> {
+        let Hit {
+            id,
+            scope,
+            key,
+            cost,
+            backend,
+        } = *hit;
         let decision = match decided {
             Ok(decision) => decision,
             Err(error) if error.is_backend_failure() => {
@@ -380,7 +494,7 @@ impl Throttle {
                     uid: &self.uid,
                     identity: id,
                     scope,
-                    key: &key,
+                    key,
                     cost,
                     namespace: backend.namespace(),
                 };
@@ -530,4 +644,14 @@ impl fmt::Debug for Throttle {
             .field("shadow", &self.shadow)
             .finish()
     }
+}
+
+/// One hit being decided: what the failure policy and the logs are told.
+#[derive(Clone, Copy)]
+struct Hit<'a> {
+    id: &'a str,
+    scope: &'a str,
+    key: &'a str,
+    cost: u64,
+    backend: &'a dyn Backend,
 }

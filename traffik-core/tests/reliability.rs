@@ -39,6 +39,7 @@ struct Flaky {
     calls: Arc<AtomicUsize>,
     policy: Option<FailurePolicy>,
     timeout: Option<Duration>,
+    in_place: bool,
 }
 
 impl Flaky {
@@ -49,7 +50,14 @@ impl Flaky {
             calls: Arc::new(AtomicUsize::new(0)),
             policy: None,
             timeout: None,
+            in_place: false,
         }
+    }
+
+    /// Claims to decide in place (`Backend::decides_in_place`), whatever its mode.
+    fn in_place(mut self) -> Self {
+        self.in_place = true;
+        self
     }
 
     fn with_policy(mut self, policy: FailurePolicy) -> Self {
@@ -90,6 +98,9 @@ impl Backend for Flaky {
     }
     fn timeout(&self) -> Duration {
         self.timeout.unwrap_or(DEFAULT_TIMEOUT)
+    }
+    fn decides_in_place(&self) -> bool {
+        self.in_place
     }
     fn failure_policy(&self) -> FailurePolicy {
         self.policy.clone().unwrap_or_default()
@@ -802,4 +813,60 @@ async fn breaker_passes_every_primitive_through_the_circuit() {
     assert_eq!(breaker.get("a").await.expect("probe"), Some(b"7".to_vec()));
     assert_eq!(breaker.state(), BreakerState::Closed);
     assert!(breaker.delete("a").await.expect("delete"));
+}
+
+#[test]
+fn a_backend_that_needs_awaiting_is_left_alone_by_the_synchronous_path() {
+    let backend = Flaky::new(Mode::Healthy);
+    let throttle = Throttle::with_rate("api", rate("5/m"));
+    assert!(!throttle.decides_in_place(&backend));
+    assert!(throttle.try_hit_now("c", "s", 1, &backend).is_none());
+    assert_eq!(backend.calls(), 0, "nothing was started");
+}
+
+#[tokio::test]
+async fn the_synchronous_path_decides_once_on_a_backend_that_decides_in_place() {
+    let backend = Flaky::new(Mode::Healthy).in_place();
+    let throttle = Throttle::with_rate("api", rate("1/m"));
+    let first = throttle.try_hit_now("c", "s", 1, &backend);
+    assert!(first.expect("decided at once").expect("no error").allowed);
+    let second = throttle.try_hit_now("c", "s", 1, &backend);
+    assert!(!second.expect("decided at once").expect("no error").allowed);
+    assert_eq!(backend.calls(), 2);
+    // The same state as the awaited path: the two paths share the key.
+    let third = throttle.hit(&Identity::client("c"), "s", &backend).await;
+    assert!(!third.expect("no error").allowed);
+}
+
+#[test]
+fn the_synchronous_path_applies_the_failure_policy() {
+    let backend = Flaky::new(Mode::Failing)
+        .in_place()
+        .with_policy(FailurePolicy::Throttle(Duration::from_secs(3)));
+    let throttle = Throttle::with_rate("api", rate("5/m"));
+    let decided = throttle.try_hit_now("c", "s", 1, &backend);
+    let decision = decided
+        .expect("decided at once")
+        .expect("the policy answers");
+    assert!(!decision.allowed);
+    assert_eq!(decision.wait, Duration::from_secs(3));
+}
+
+#[test]
+fn a_backend_that_claims_to_decide_in_place_but_pends_fails_cleanly() {
+    let backend = Flaky::new(Mode::Hanging).in_place();
+    let throttle = Throttle::with_rate("api", rate("5/m"));
+    match throttle.try_hit_now("c", "s", 1, &backend) {
+        Some(Err(Error::Backend(message))) => assert!(message.contains("in place"), "{message}"),
+        other => panic!("expected a backend error, got {other:?}"),
+    }
+    // Under a failure policy, the configured fallback answers.
+    let allow = Throttle::with_rate("api", rate("5/m")).on_error(FailurePolicy::Allow);
+    let decided = allow.try_hit_now("c", "s", 1, &backend);
+    assert!(
+        decided
+            .expect("decided at once")
+            .expect("fail open")
+            .allowed
+    );
 }

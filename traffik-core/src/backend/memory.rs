@@ -1,6 +1,5 @@
 //! [`InMemoryBackend`]: state in a sharded concurrent map, for one process.
 
-use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -25,14 +24,24 @@ const SHARDS: usize = 64;
 /// Default time between two sweeps of expired keys.
 const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
+/// The window of a slot written without one (every key but a windowed strategy's).
+const NO_WINDOW: u64 = u64::MAX;
+
 /// Slots by the digest of their key (see `key_digest.rs`).
 type Map = DashMap<KeyDigest, Slot, PassThroughState>;
 
-/// One stored value and when it expires.
+/// One stored value, when it expires, and the window it belongs to.
+///
+/// A windowed strategy (a fixed window: [`Algorithm::window`]) keeps one slot per key,
+/// tagged with the window its state counts: a slot of an earlier window reads as absent.
+/// This is what a key per window (`key:window`, as on Redis) gives, without a new entry
+/// in the map at every window and the old ones left for the sweeper: the map holds one
+/// slot per client whatever the period.
 #[derive(Debug)]
 struct Slot {
     value: StateBytes,
     expires_at: Micros,
+    window: u64,
 }
 
 impl Slot {
@@ -40,13 +49,23 @@ impl Slot {
         (self.expires_at > now).then_some(&self.value[..])
     }
 
-    /// Applies a write decided at `now`.
-    fn apply(&mut self, write: Write, now: Micros) {
+    /// The live state of `window` (`NO_WINDOW` for an unwindowed key).
+    fn live_in(&self, now: Micros, window: u64) -> Option<&[u8]> {
+        if self.window == window {
+            self.live(now)
+        } else {
+            None
+        }
+    }
+
+    /// Applies a write decided at `now` in `window`.
+    fn apply(&mut self, write: Write, now: Micros, window: u64) {
         match write {
             Write::Keep => {}
             Write::Put { state, ttl } => {
                 self.value = state;
                 self.expires_at = expiry(now, ttl);
+                self.window = window;
             }
             Write::Delete => self.expires_at = 0,
         }
@@ -55,26 +74,6 @@ impl Slot {
 
 fn expiry(now: Micros, ttl: Duration) -> Micros {
     now.saturating_add(u64::try_from(ttl.as_micros()).unwrap_or(u64::MAX))
-}
-
-/// Per-thread scratch space for windowed keys (`key:window`).
-struct KeyBuffer {
-    /// The key being built; reused, so the hot path does not allocate.
-    text: String,
-    /// The last window rendered and its `:{window}` suffix: a window lasts a whole
-    /// period, so nearly every decision reuses it instead of formatting the number.
-    window: u64,
-    suffix: String,
-}
-
-thread_local! {
-    static KEY_BUFFER: RefCell<KeyBuffer> = const {
-        RefCell::new(KeyBuffer {
-            text: String::new(),
-            window: 0,
-            suffix: String::new(),
-        })
-    };
 }
 
 /// Keeps throttle state in process memory: a sharded concurrent map (dashmap) with a
@@ -327,6 +326,7 @@ impl InMemoryBackend {
                 let mut slot = Slot {
                     value: StateBytes::new(),
                     expires_at: 0,
+                    window: NO_WINDOW,
                 };
                 let out = f(&mut slot);
                 if slot.expires_at > now {
@@ -337,16 +337,18 @@ impl InMemoryBackend {
         }
     }
 
-    /// Runs `f` on the live bytes at `key` under the key's shard lock and applies its write.
+    /// Runs `f` on the live bytes of `window` at `key` under the key's shard lock and
+    /// applies its write.
     fn with_slot<R>(
         &self,
         key: &str,
         now: Micros,
+        window: u64,
         f: impl FnOnce(Option<&[u8]>) -> (Write, R),
     ) -> R {
         self.with_slot_mut(key, now, |slot| {
-            let (write, out) = f(slot.live(now));
-            slot.apply(write, now);
+            let (write, out) = f(slot.live_in(now, window));
+            slot.apply(write, now, window);
             out
         })
     }
@@ -369,10 +371,8 @@ impl InMemoryBackend {
             Ok(transition) => (transition.write, Ok(transition.decision)),
             Err(error) => (Write::Keep, Err(error)),
         };
-        match algorithm.window(now, rate) {
-            None => self.with_slot(key, now, step),
-            Some(window) => with_window_key(key, window, |key| self.with_slot(key, now, step)),
-        }
+        let window = algorithm.window(now, rate).unwrap_or(NO_WINDOW);
+        self.with_slot(key, now, window, step)
     }
 
     fn peek_now(&self, key: &str, algorithm: &dyn Algorithm, rate: &Rate) -> Result<Decision> {
@@ -381,21 +381,20 @@ impl InMemoryBackend {
             return Ok(Decision::unlimited());
         }
         let now = self.now_micros();
-        let peek = |key: &str| {
-            let slot = self.inner.map.get(&self.id(key));
-            algorithm.peek(slot.as_ref().and_then(|s| s.live(now)), now, rate)
-        };
-        Ok(match algorithm.window(now, rate) {
-            None => peek(key),
-            Some(window) => with_window_key(key, window, peek),
-        })
+        let window = algorithm.window(now, rate).unwrap_or(NO_WINDOW);
+        let slot = self.inner.map.get(&self.id(key));
+        Ok(algorithm.peek(
+            slot.as_ref().and_then(|s| s.live_in(now, window)),
+            now,
+            rate,
+        ))
     }
 
     fn increment_now(&self, key: &str, amount: i64, ttl: Option<Duration>) -> Result<i64> {
         self.check_open()?;
         let now = self.now_micros();
         self.with_slot_mut(key, now, |slot| {
-            let current = match slot.live(now) {
+            let current = match slot.live_in(now, NO_WINDOW) {
                 None => 0,
                 Some(bytes) => parse_integer(bytes).ok_or_else(|| Error::WrongType {
                     key: key.to_owned(),
@@ -408,9 +407,10 @@ impl InMemoryBackend {
                     key: key.to_owned(),
                     expected: "an integer that can take this increment without overflow",
                 })?;
-            if slot.live(now).is_none() {
+            if slot.live_in(now, NO_WINDOW).is_none() {
                 // A new key takes the TTL given; an existing key keeps its expiry.
                 slot.expires_at = ttl.map_or(NEVER, |ttl| expiry(now, ttl));
+                slot.window = NO_WINDOW;
             }
             slot.value.clear();
             let _ = write!(ByteWriter(&mut slot.value), "{next}");
@@ -430,29 +430,6 @@ impl Inner {
         }
         before.saturating_sub(after)
     }
-}
-
-/// Runs `f` with `key:window`, built in a reused thread-local buffer.
-fn with_window_key<R>(key: &str, window: u64, f: impl FnOnce(&str) -> R) -> R {
-    KEY_BUFFER.with(|buffer| match buffer.try_borrow_mut() {
-        Ok(mut buffer) => {
-            let KeyBuffer {
-                text,
-                window: cached,
-                suffix,
-            } = &mut *buffer;
-            if *cached != window || suffix.is_empty() {
-                suffix.clear();
-                let _ = write!(suffix, ":{window}");
-                *cached = window;
-            }
-            text.clear();
-            text.push_str(key);
-            text.push_str(suffix);
-            f(text)
-        }
-        Err(_) => f(&format!("{key}:{window}")),
-    })
 }
 
 fn parse_integer(bytes: &[u8]) -> Option<i64> {
@@ -507,6 +484,10 @@ impl LockRelease for MemoryLockRelease {
 }
 
 impl Backend for InMemoryBackend {
+    fn decides_in_place(&self) -> bool {
+        true
+    }
+
     fn namespace(&self) -> &str {
         &self.inner.namespace
     }
@@ -539,7 +520,7 @@ impl Backend for InMemoryBackend {
             self.inner
                 .map
                 .get(&self.id(key))
-                .and_then(|slot| slot.live(now).map(<[u8]>::to_vec))
+                .and_then(|slot| slot.live_in(now, NO_WINDOW).map(<[u8]>::to_vec))
         });
         BackendFuture::ready(result)
     }
@@ -558,6 +539,7 @@ impl Backend for InMemoryBackend {
                 Slot {
                     value: StateBytes::from_slice(value),
                     expires_at,
+                    window: NO_WINDOW,
                 },
             );
         });
@@ -595,7 +577,7 @@ impl Backend for InMemoryBackend {
     ) -> BackendFuture<'a, Result<()>> {
         let result = self.check_open().map(|()| {
             let now = self.now_micros();
-            self.with_slot(key, now, |state| (f(state), ()));
+            self.with_slot(key, now, NO_WINDOW, |state| (f(state), ()));
         });
         BackendFuture::ready(result)
     }
@@ -617,7 +599,7 @@ impl Backend for InMemoryBackend {
                 released.as_mut().enable();
                 self.check_open()?;
                 let now = self.now_micros();
-                let acquired = self.with_slot(name, now, |state| match state {
+                let acquired = self.with_slot(name, now, NO_WINDOW, |state| match state {
                     Some(_) => (Write::Keep, false),
                     None => (
                         Write::Put {
@@ -694,17 +676,70 @@ impl Backend for InMemoryBackend {
 mod tests {
     use super::*;
 
-    #[test]
-    fn window_key_matches_format() {
-        // Repeats and returns exercise the cached suffix.
-        for window in [0, 0, 1, 9, 10, 10, 99, 100, 1_700_000_000, u64::MAX, 0] {
-            let built = with_window_key("{api:10.0.0.1}:http:GET:/", window, str::to_owned);
-            assert_eq!(built, format!("{{api:10.0.0.1}}:http:GET:/:{window}"));
+    use crate::clock::ManualClock;
+    use crate::strategy::FixedWindow;
+
+    fn decide(backend: &InMemoryBackend, key: &str, rate: &Rate) -> Decision {
+        match backend.decide(key, &FixedWindow, rate, 1).now_or_never() {
+            Ok(Ok(decision)) => decision,
+            _ => panic!("the in-memory decision is ready and succeeds"),
         }
-        // A nested call (the buffer is in use) builds its own key.
-        let nested = with_window_key("outer", 1, |outer| {
-            with_window_key("inner", 2, |inner| format!("{outer} {inner}"))
-        });
-        assert_eq!(nested, "outer:1 inner:2");
+    }
+
+    /// A backend on a manual clock that reads `start`.
+    fn on_manual_clock(start: Micros) -> (ManualClock, InMemoryBackend) {
+        let clock = ManualClock::new(start);
+        let backend = InMemoryBackend::builder("windows")
+            .clock(clock.clone())
+            .build();
+        (clock, backend)
+    }
+
+    #[test]
+    fn a_windowed_strategy_keeps_one_slot_per_key_across_windows() {
+        let (clock, backend) = on_manual_clock(0);
+        let rate: Rate = "2/s".parse().expect("a valid rate");
+        for window in 0..5u64 {
+            clock.set(window * 1_000_000 + 10);
+            assert!(decide(&backend, "client", &rate).allowed);
+            assert!(decide(&backend, "client", &rate).allowed);
+            assert!(
+                !decide(&backend, "client", &rate).allowed,
+                "window {window}"
+            );
+            // One slot for the key, not one more per window left for the sweeper.
+            assert_eq!(backend.stored_keys(), 1);
+        }
+    }
+
+    #[test]
+    fn a_slot_of_an_earlier_window_reads_as_absent_even_before_it_expires() {
+        let (clock, backend) = on_manual_clock(999_999);
+        let rate: Rate = "1/s".parse().expect("a valid rate");
+        assert!(decide(&backend, "client", &rate).allowed);
+        assert!(!decide(&backend, "client", &rate).allowed);
+        // Next window; the slot's state is the old window's, whatever its expiry says.
+        clock.set(1_000_000);
+        assert!(decide(&backend, "client", &rate).allowed);
+        let peeked = backend
+            .peek("client", &FixedWindow, &rate)
+            .now_or_never()
+            .expect("ready")
+            .expect("a decision");
+        assert!(!peeked.allowed, "the new window's hit is counted");
+    }
+
+    #[test]
+    fn raw_reads_and_counters_do_not_see_windowed_state() {
+        let backend = InMemoryBackend::new("windows");
+        let rate: Rate = "5/m".parse().expect("a valid rate");
+        assert!(decide(&backend, "client", &rate).allowed);
+        let raw = backend.get("client").now_or_never().expect("ready");
+        assert_eq!(raw.expect("no error"), None);
+        let counted = backend
+            .increment("client", 3)
+            .now_or_never()
+            .expect("ready");
+        assert_eq!(counted.expect("no error"), 3);
     }
 }

@@ -73,6 +73,16 @@ pub trait Backend: Send + Sync + Debug + 'static {
         DEFAULT_TIMEOUT
     }
 
+    /// Whether [`decide`](Backend::decide) always completes on its first poll (a store in
+    /// this process). A throttle then decides in one synchronous step
+    /// ([`Throttle::try_hit_now`](crate::Throttle::try_hit_now)), building no future.
+    ///
+    /// The default is `false`; a backend that says `true` and then returns a pending
+    /// decision makes that decision fail with [`Error::Backend`].
+    fn decides_in_place(&self) -> bool {
+        false
+    }
+
     /// What a throttle without a failure policy of its own answers when this backend
     /// fails ([`Throttle::on_error`](crate::Throttle::on_error) overrides it). Default:
     /// [`FailurePolicy::Raise`].
@@ -216,6 +226,9 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
     }
     fn timeout(&self) -> Duration {
         (**self).timeout()
+    }
+    fn decides_in_place(&self) -> bool {
+        (**self).decides_in_place()
     }
     fn failure_policy(&self) -> FailurePolicy {
         (**self).failure_policy()

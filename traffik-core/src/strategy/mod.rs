@@ -170,8 +170,10 @@ pub trait Algorithm: Send + Sync + Debug + 'static {
     /// The largest cost this algorithm can ever admit at once for `rate`.
     fn capacity(&self, rate: &Rate) -> u64;
 
-    /// A window id to append to the storage key (`key:window`), for algorithms whose state
-    /// belongs to one time window. `None` (the default) keeps one key per client.
+    /// A window id, for algorithms whose state belongs to one time window: the state of an
+    /// earlier window reads as absent. Redis and memcached store it under `key:window`; the
+    /// in-memory backend tags the client's one slot with it. `None` (the default) keeps one
+    /// state per client.
     fn window(&self, _now: Micros, _rate: &Rate) -> Option<u64> {
         None
     }
@@ -271,11 +273,23 @@ pub trait Strategy: Send + Sync + Debug + 'static {
     fn capacity(&self, _rate: &Rate) -> Option<u64> {
         None
     }
+
+    /// Whether [`hit`](Strategy::hit) is one [`Backend::decide`] call and nothing else,
+    /// so that it completes at once on a backend that
+    /// [decides in place](Backend::decides_in_place). True for every [`Algorithm`]; a
+    /// strategy with a `hit` of its own keeps the default, `false`.
+    fn hits_through_decide(&self) -> bool {
+        false
+    }
 }
 
 impl<A: Algorithm> Strategy for A {
     fn capacity(&self, rate: &Rate) -> Option<u64> {
         Some(Algorithm::capacity(self, rate))
+    }
+
+    fn hits_through_decide(&self) -> bool {
+        true
     }
 
     fn hit<'a>(
