@@ -169,7 +169,7 @@ fn main() {
     let bytes_per_key = per_key(filled.bytes, filled.keys);
     writeln!(
         out,
-        "fixed_window, {KEYS} distinct keys (mean key {mean_key:.1} B + window suffix):"
+        "fixed_window, {KEYS} distinct keys (mean key {mean_key:.1} B):"
     )
     .ok();
     writeln!(
