@@ -2,13 +2,15 @@
 //!
 //! A lookup by string compares the stored key's bytes, which live in their own heap
 //! allocation: one more cache miss per decision once the map outgrows the cache, and one
-//! more allocation per new key. A 128-bit digest under two random SipHash keys (a keyed
-//! pseudo-random function) fits in the table's bucket instead. Two distinct keys share a
-//! digest with probability 2^-128 per pair, and without the random keys nobody can pick
-//! keys that do.
+//! more allocation per new key. A 128-bit digest under a random key (SipHash-1-3 with a
+//! 128-bit output, a keyed pseudo-random function, in one pass over the key) fits in the
+//! table's bucket instead. Two distinct keys share a digest with probability about 2^-128
+//! per pair, and without the random key nobody can pick keys that do.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+
+use siphasher::sip128::{Hasher128, SipHasher13};
 
 /// The digest a key is stored under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,24 +23,30 @@ impl Hash for KeyDigest {
     }
 }
 
-/// Digests keys under two random SipHash keys, drawn once per backend.
-#[derive(Debug, Clone, Default)]
+/// Digests keys under a random SipHash key, drawn once per backend.
+#[derive(Debug, Clone)]
 pub(crate) struct Digester {
-    first: RandomState,
-    second: RandomState,
+    keys: (u64, u64),
+}
+
+impl Default for Digester {
+    fn default() -> Self {
+        // The standard library's per-process random seed, stirred by a fresh `RandomState`
+        // each: no random-number crate needed for two words.
+        let random = || RandomState::new().build_hasher().finish();
+        Self {
+            keys: (random(), random()),
+        }
+    }
 }
 
 impl Digester {
-    /// The digest of `parts` written one after another (`key` then `:window`, say): the
-    /// same as the digest of their concatenation.
-    pub(crate) fn digest(&self, parts: &[&[u8]]) -> KeyDigest {
-        let mut first = self.first.build_hasher();
-        let mut second = self.second.build_hasher();
-        for part in parts {
-            first.write(part);
-            second.write(part);
-        }
-        KeyDigest(first.finish(), second.finish())
+    /// The digest of `key`.
+    pub(crate) fn digest(&self, key: &[u8]) -> KeyDigest {
+        let mut hasher = SipHasher13::new_with_keys(self.keys.0, self.keys.1);
+        hasher.write(key);
+        let digest = hasher.finish128();
+        KeyDigest(digest.h1, digest.h2)
     }
 }
 
@@ -71,20 +79,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parts_digest_like_their_concatenation() {
+    fn distinct_keys_and_backends_give_distinct_digests() {
         let digester = Digester::default();
-        assert_eq!(
-            digester.digest(&[b"client", b":42"]),
-            digester.digest(&[b"client:42"])
-        );
+        assert_eq!(digester.digest(b"client:42"), digester.digest(b"client:42"));
+        assert_ne!(digester.digest(b"client:42"), digester.digest(b"client:43"));
+        // Another backend draws another key.
         assert_ne!(
-            digester.digest(&[b"client:42"]),
-            digester.digest(&[b"client:43"])
-        );
-        // Another backend draws other keys.
-        assert_ne!(
-            Digester::default().digest(&[b"client"]),
-            digester.digest(&[b"client"])
+            Digester::default().digest(b"client"),
+            digester.digest(b"client")
         );
     }
 }

@@ -309,7 +309,7 @@ impl InMemoryBackend {
 
     /// What `key` is stored under.
     fn id(&self, key: &str) -> KeyDigest {
-        self.inner.digester.digest(&[key.as_bytes()])
+        self.inner.digester.digest(key.as_bytes())
     }
 
     /// Runs `f` on the slot at `key` under the key's shard lock. A missing key is offered
@@ -469,10 +469,9 @@ impl LockRelease for MemoryLockRelease {
             let now = inner.clock.now_micros();
             let removed = inner
                 .map
-                .remove_if(
-                    &inner.digester.digest(&[self.name.as_bytes()]),
-                    |_, slot| slot.live(now) == Some(&self.token[..]),
-                )
+                .remove_if(&inner.digester.digest(self.name.as_bytes()), |_, slot| {
+                    slot.live(now) == Some(&self.token[..])
+                })
                 .is_some();
             if removed {
                 inner.lock_released.notify_waiters();
