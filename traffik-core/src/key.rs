@@ -248,6 +248,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn key_text_stays_utf8_and_grows_past_its_inline_bytes() {
+        let mut text = KeyText::new();
+        text.push_ascii(b'a');
+        text.push_ascii(0xFF);
+        assert_eq!(text.as_str(), "a\u{FFFD}");
+        let long = "x".repeat(KeyText::INLINE * 2);
+        text.clear();
+        text.push_str(&long);
+        text.push_str("é");
+        assert_eq!(text.len(), long.len() + 2);
+        assert_eq!(text.as_str(), format!("{long}é"));
+        let key = throttle_key_text("api", &long, "s");
+        assert_eq!(key.as_str(), throttle_key("api", &long, "s"));
+        assert!(key.as_str().ends_with(":s"));
+    }
+
+    #[test]
     fn hostile_components_are_escaped() {
         let key = throttle_key("u}id", "x{y} z\r\nSET a b", "scope with space");
         assert_eq!(
