@@ -99,9 +99,20 @@ pub(crate) async fn enforce_in_scope(
     traffik: &Traffik,
     scope: &str,
 ) -> Result<Decision, ThrottleRejection> {
-    if let Some(judged) = enforce_now(throttle, parts, traffik, scope) {
-        return judged;
+    match enforce_now(throttle, parts, traffik, scope) {
+        Some(judged) => judged,
+        None => enforce_awaited(throttle, parts, traffik, scope).await,
     }
+}
+
+/// The awaited half of [`enforce_in_scope`], for what [`enforce_now`] left alone: an
+/// asynchronous identifier, or a backend that does not decide in place.
+async fn enforce_awaited(
+    throttle: &HttpThrottle,
+    parts: &Parts,
+    traffik: &Traffik,
+    scope: &str,
+) -> Result<Decision, ThrottleRejection> {
     let Identity::Client(id) = identify(throttle, parts, traffik).await? else {
         return Ok(Decision::unlimited());
     };
@@ -194,13 +205,15 @@ pub(crate) fn enforce_http_now(
     enforce_now(throttle, parts, traffik, &http_scope_text(parts))
 }
 
-/// Judges one HTTP request; see [`enforce_in_scope`].
-pub(crate) async fn enforce(
+/// The awaited path for one HTTP request in its route's scope, for a request
+/// [`enforce_http_now`] left alone. Called after it, not instead: it does not try the
+/// synchronous path again.
+pub(crate) async fn enforce_http_awaited(
     throttle: &HttpThrottle,
     parts: &Parts,
     traffik: &Traffik,
 ) -> Result<Decision, ThrottleRejection> {
-    enforce_in_scope(throttle, parts, traffik, &http_scope(parts)).await
+    enforce_awaited(throttle, parts, traffik, &http_scope(parts)).await
 }
 
 fn throttled_response(

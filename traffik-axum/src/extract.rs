@@ -88,11 +88,12 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let traffik = Traffik::from_ref(state);
         let throttle = T::http_throttle(state);
-        // In memory, decided in one synchronous step; otherwise awaited.
+        // In memory, decided in one synchronous step, before any future is built;
+        // otherwise awaited.
         let decided_now = crate::enforce::enforce_http_now(&throttle, parts, &traffik);
         let decision = match decided_now {
             Some(judged) => judged?,
-            None => crate::enforce::enforce(&throttle, parts, &traffik).await?,
+            None => crate::enforce::enforce_http_awaited(&throttle, parts, &traffik).await?,
         };
         let headers = throttle.inner().headers.unwrap_or(traffik.header_policy());
         Ok(Self {
