@@ -461,7 +461,8 @@ impl ClientIpConfig {
     /// ```
     #[must_use]
     pub fn identity_of(&self, ip: IpAddr) -> String {
-        let mut text = String::new();
+        // The longest identity: a full IPv6 address and a prefix length.
+        let mut text = String::with_capacity(43);
         self.write_identity_of(ip, &mut text);
         text
     }

@@ -213,7 +213,7 @@ pub(crate) async fn enforce_http_awaited(
     parts: &Parts,
     traffik: &Traffik,
 ) -> Result<Decision, ThrottleRejection> {
-    enforce_awaited(throttle, parts, traffik, &http_scope(parts)).await
+    enforce_awaited(throttle, parts, traffik, http_scope_text(parts).as_str()).await
 }
 
 fn throttled_response(

@@ -399,14 +399,16 @@ impl Throttle {
             return Ok(Decision::unlimited());
         }
         let backend: &dyn Backend = self.backend.as_deref().unwrap_or(backend);
-        let key = throttle_key(&self.uid, id, scope);
+        // On the stack, held by this future: no allocation for a key of ordinary size.
+        let key = throttle_key_text(&self.uid, id, scope);
+        let key = key.as_str();
         let decided = self
-            .bounded(backend, self.strategy.hit(&key, &self.rate, cost, backend))
+            .bounded(backend, self.strategy.hit(key, &self.rate, cost, backend))
             .await;
         let hit = Hit {
             id,
             scope,
-            key: &key,
+            key,
             cost,
             backend,
         };

@@ -433,3 +433,206 @@ async fn the_server_clock_judges_by_default() {
     );
     b.reset().await.unwrap();
 }
+
+/// Decides `key` on `b` from `count` tasks spawned at once, after a first decision has
+/// made the connection; the answers and how many commands and pipelines they took.
+async fn concurrent_decisions(
+    b: &RedisBackend,
+    keys: Vec<String>,
+    rate: Rate,
+) -> (Vec<traffik_core::Result<bool>>, u64, u64) {
+    let before = b.pipelined();
+    let tasks: Vec<_> = keys
+        .into_iter()
+        .map(|key| {
+            let b = b.clone();
+            tokio::spawn(async move {
+                b.decide(&key, &TokenBucket::new(), &rate, 1)
+                    .await
+                    .map(|d| d.allowed)
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    let after = b.pipelined();
+    (
+        answers,
+        after.commands - before.commands,
+        after.pipelines - before.pipelines,
+    )
+}
+
+#[tokio::test]
+async fn decisions_made_together_go_out_in_one_pipeline() {
+    if redis_support::skip() {
+        return;
+    }
+    let b = backend(&namespace("pipe"));
+    let rate: Rate = "3/h".parse().unwrap();
+    assert!(
+        b.decide("{warm}", &FixedWindow, &rate, 1)
+            .await
+            .unwrap()
+            .allowed
+    );
+    // 40 clients, and one hot client four times over its limit of 3.
+    let mut keys: Vec<String> = (0..40).map(|i| format!("{{client-{i}}}")).collect();
+    keys.extend((0..12).map(|_| "{hot}".to_owned()));
+    let (answers, commands, pipelines) = concurrent_decisions(&b, keys, rate).await;
+    let answers: Vec<bool> = answers.into_iter().map(Result::unwrap).collect();
+    assert!(answers[..40].iter().all(|allowed| *allowed));
+    assert_eq!(answers[40..].iter().filter(|allowed| **allowed).count(), 3);
+    assert_eq!(
+        commands, 52,
+        "every decision went through the batching task"
+    );
+    // On one thread every task queues its decision before the batching task runs again.
+    assert!(
+        pipelines * 10 <= commands,
+        "{commands} decisions took {pipelines} pipelines"
+    );
+    b.reset().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_bad_key_fails_alone_in_its_pipeline() {
+    if redis_support::skip() {
+        return;
+    }
+    let b = backend(&namespace("pipebad"));
+    let rate: Rate = "5/h".parse().unwrap();
+    assert!(
+        b.decide("{warm}", &FixedWindow, &rate, 1)
+            .await
+            .unwrap()
+            .allowed
+    );
+    let mut conn = raw().await;
+    let () = redis::cmd("RPUSH")
+        .arg(b.redis_key("{bad}"))
+        .arg("not a bucket")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // And the script cache emptied: every decision of the batch gets NOSCRIPT first.
+    let () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut keys: Vec<String> = (0..10).map(|i| format!("{{good-{i}}}")).collect();
+    keys.insert(5, "{bad}".to_owned());
+    let (answers, commands, pipelines) = concurrent_decisions(&b, keys, rate).await;
+    assert!(
+        pipelines < commands,
+        "{commands} decisions took {pipelines} pipelines"
+    );
+    for (i, answer) in answers.into_iter().enumerate() {
+        match answer {
+            Err(Error::WrongType { key, .. }) if i == 5 => {
+                assert_eq!(key, b.redis_key("{bad}"))
+            }
+            Ok(true) if i != 5 => {}
+            other => panic!("decision {i}: {other:?}"),
+        }
+    }
+    b.reset().await.unwrap();
+}
+
+#[test]
+fn a_backend_outlives_the_runtime_that_first_used_it() {
+    if redis_support::skip() {
+        return;
+    }
+    let b = backend(&namespace("runtimes"));
+    let rate: Rate = "2/h".parse().unwrap();
+    let decide = |b: &RedisBackend| {
+        // A runtime of its own each time: the connection and the batching task made on
+        // the first end with it.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(b.decide("{c}", &FixedWindow, &rate, 1))
+    };
+    assert!(decide(&b).unwrap().allowed);
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        answers.push(decide(&b));
+    }
+    // At most one decision may see the dead connection; then a new one is made, and
+    // the state kept in Redis carries on.
+    let decided: Vec<bool> = answers
+        .into_iter()
+        .filter_map(|answer| answer.ok().map(|d| d.allowed))
+        .collect();
+    assert!(decided.len() >= 2, "{decided:?}");
+    assert_eq!(decided.last(), Some(&false));
+    assert!(decided.iter().filter(|allowed| **allowed).count() <= 1);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // Other commands see a dead connection once too, then connect again.
+    if runtime.block_on(b.reset()).is_err() {
+        runtime.block_on(b.reset()).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_states_keep_the_expiry_of_their_window() {
+    if redis_support::skip() {
+        return;
+    }
+    // A whole number of minutes: the window [start, start + 1 min).
+    let start = START - START % 60_000_000;
+    let clock = ManualClock::new(start);
+    let ns = namespace("keepttl");
+    let b = manual(&ns, &clock);
+    let rate: Rate = "100/m".parse().unwrap();
+    let mut conn = raw().await;
+    let minute_ms = 60_000;
+    // Decides at `at` (µs after START), then reads the state's expiry (ms, real time).
+    let mut expiry_after = async |algorithm: &dyn Algorithm, key: &str, state: &str, at: u64| {
+        clock.set(start + at);
+        assert!(b.decide(key, algorithm, &rate, 1).await.unwrap().allowed);
+        let at: i64 = redis::cmd("PEXPIRETIME")
+            .arg(b.redis_key(state))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(at > 0, "{state} has no expiry");
+        at
+    };
+    let window = (start / 60_000_000).to_string();
+    let next = (start / 60_000_000 + 1).to_string();
+
+    // Fixed window: the state of a window lives until the window ends, whenever it was
+    // last written.
+    let first = expiry_after(&FixedWindow, "{fw}", &format!("{{fw}}:{window}"), 1_000).await;
+    let later = expiry_after(
+        &FixedWindow,
+        "{fw}",
+        &format!("{{fw}}:{window}"),
+        40_000_000,
+    )
+    .await;
+    assert_eq!(later, first);
+    let moved = expiry_after(&FixedWindow, "{fw}", &format!("{{fw}}:{next}"), 61_000_000).await;
+    assert_eq!(moved - first, minute_ms);
+
+    // Sliding window counter: a state written in a window lives until the end of the
+    // next one; a request in the next window carries it forward a window further.
+    let first = expiry_after(&SlidingWindowCounter, "{swc}", "{swc}", 1_000).await;
+    let later = expiry_after(&SlidingWindowCounter, "{swc}", "{swc}", 40_000_000).await;
+    assert_eq!(later, first);
+    let moved = expiry_after(&SlidingWindowCounter, "{swc}", "{swc}", 61_000_000).await;
+    assert_eq!(moved - first, minute_ms);
+    // The previous window's requests still count there.
+    let peek = b.peek("{swc}", &SlidingWindowCounter, &rate).await.unwrap();
+    assert!(peek.remaining < 99, "{peek:?}");
+    b.reset().await.unwrap();
+}

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 #[cfg(feature = "redis")]
 pub use self::redis::{
-    ConnectFuture, ConnectionFactory, RedisBackend, RedisBackendBuilder, deadpool_redis,
+    ConnectFuture, ConnectionFactory, Pipelined, RedisBackend, RedisBackendBuilder, deadpool_redis,
 };
 pub use breaker::{BreakerState, CircuitBreaker, CircuitBreakerBuilder};
 pub use future::BackendFuture;

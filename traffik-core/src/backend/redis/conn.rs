@@ -17,12 +17,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use deadpool_redis::redis::aio::{ConnectionLike, MultiplexedConnection};
 use deadpool_redis::redis::cluster_async::ClusterConnection;
 use deadpool_redis::redis::{self, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 
+use super::batch::{Batcher, Counters, Pipelined};
 use crate::error::{Error, Result};
 
 /// A future yielding a fresh multiplexed connection.
@@ -116,8 +117,9 @@ enum Slot {
     Idle,
     /// An attempt is running in a task of its own; its result is sent here.
     Connecting(watch::Receiver<Option<Result<Conn, String>>>),
-    /// The connection every call uses.
-    Ready(Conn),
+    /// The connection every call uses, and the task that coalesces decisions on it (a
+    /// standalone connection made inside a runtime).
+    Ready(Conn, Option<Batcher>),
 }
 
 /// The source and the connection currently shared.
@@ -132,6 +134,8 @@ pub(super) struct Shared {
     slot: Arc<Mutex<Slot>>,
     /// Commands abandoned in a row before they answered (see [`Watch`]).
     abandoned: AtomicU32,
+    /// What the batching tasks sent.
+    counters: Arc<Counters>,
 }
 
 /// Commands abandoned in a row (cancelled by a throttle's timeout before Redis answered)
@@ -182,6 +186,7 @@ impl Shared {
             connect_timeout,
             slot: Arc::new(Mutex::new(Slot::Idle)),
             abandoned: AtomicU32::new(0),
+            counters: Arc::default(),
         }
     }
 
@@ -202,7 +207,7 @@ impl Shared {
         let joined = {
             let mut slot = lock(&self.slot);
             match &*slot {
-                Slot::Ready(conn) => return Ok(conn.clone()),
+                Slot::Ready(conn, _) => return Ok(conn.clone()),
                 Slot::Connecting(attempt) => Some(attempt.clone()),
                 Slot::Idle => match tokio::runtime::Handle::try_current() {
                     Ok(runtime) => {
@@ -218,10 +223,10 @@ impl Shared {
         let Some(mut attempt) = joined else {
             let conn = connect(&self.source, self.connect_timeout).await?;
             let mut slot = lock(&self.slot);
-            if let Slot::Ready(current) = &*slot {
+            if let Slot::Ready(current, _) = &*slot {
                 return Ok(current.clone());
             }
-            *slot = Slot::Ready(conn.clone());
+            *slot = Slot::Ready(conn.clone(), None);
             return Ok(conn);
         };
         let waited = attempt
@@ -256,12 +261,20 @@ impl Shared {
         let source = self.source.clone();
         let limit = self.connect_timeout;
         let slot = Arc::clone(&self.slot);
+        let counters = Arc::clone(&self.counters);
+        let handle = runtime.clone();
         runtime.spawn(async move {
             let result = connect(&source, limit).await;
             let mut slot = lock(&slot);
             let outcome = match result {
                 Ok(conn) => {
-                    *slot = Slot::Ready(conn.clone());
+                    let batcher = match &conn {
+                        Conn::Single(single) => {
+                            Some(Batcher::start(single.clone(), &handle, counters))
+                        }
+                        Conn::Cluster(_) => None,
+                    };
+                    *slot = Slot::Ready(conn.clone(), batcher);
                     Ok(conn)
                 }
                 Err(error) => {
@@ -290,9 +303,63 @@ impl Shared {
     /// Drops the shared connection (the pool keeps its own).
     pub fn clear(&self) {
         let mut slot = lock(&self.slot);
-        if matches!(&*slot, Slot::Ready(_)) {
+        if matches!(&*slot, Slot::Ready(..)) {
             *slot = Slot::Idle;
         }
+    }
+}
+
+impl Shared {
+    /// Runs `cmd` in the next pipeline of the shared connection's batching task, or on
+    /// its own where there is none (a cluster, a connection made outside a runtime).
+    ///
+    /// The outer error is getting a connection; the inner one is Redis's answer, a
+    /// server error included. Waiting for the answer is watched (see [`Watch`]).
+    pub async fn batched(&self, cmd: Cmd) -> Result<RedisResult<Value>> {
+        let cmd = match self.submit(cmd) {
+            Ok(answer) => return self.answer(answer).await,
+            Err(cmd) => cmd,
+        };
+        let mut conn = self.get().await?;
+        match self.submit(cmd) {
+            Ok(answer) => self.answer(answer).await,
+            Err(cmd) => {
+                let watch = self.watch();
+                let answered = query(&mut conn, &cmd).await;
+                watch.answered();
+                Ok(answered)
+            }
+        }
+    }
+
+    /// Queues `cmd` with the batching task of the ready connection, if it has one.
+    fn submit(&self, cmd: Cmd) -> Result<oneshot::Receiver<RedisResult<Value>>, Cmd> {
+        let mut slot = lock(&self.slot);
+        let Slot::Ready(_, Some(batcher)) = &*slot else {
+            return Err(cmd);
+        };
+        batcher.submit(cmd).inspect_err(|_| {
+            // The task has ended (its runtime shut down): so has the connection's driver.
+            *slot = Slot::Idle;
+        })
+    }
+
+    async fn answer(
+        &self,
+        answer: oneshot::Receiver<RedisResult<Value>>,
+    ) -> Result<RedisResult<Value>> {
+        let watch = self.watch();
+        let answered = answer.await;
+        watch.answered();
+        answered.map_err(|_| {
+            self.clear();
+            Error::Backend("redis: the pipeline ended before Redis answered".into())
+        })
+    }
+
+    /// Commands sent by batching tasks, and the pipelines they went in.
+    pub fn pipelined(&self) -> Pipelined {
+        self.counters.snapshot()
     }
 }
 

@@ -27,6 +27,7 @@
 //! the generic path. Namespaces must not contain braces, and should not be a prefix of
 //! another namespace followed by `:` (`a` and `a:b` share keys).
 
+mod batch;
 mod conn;
 mod scripts;
 
@@ -38,6 +39,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 use deadpool_redis::redis::{self, Cmd, FromRedisValue, RedisError};
 
+pub use batch::Pipelined;
 pub use conn::{ConnectFuture, ConnectionFactory};
 /// The deadpool-redis this backend is built on (and its `redis`), for building pools and
 /// connections of matching versions.
@@ -395,6 +397,19 @@ impl RedisBackend {
         full
     }
 
+    /// The decisions coalesced into pipelines so far, and how many pipelines they took.
+    ///
+    /// ```no_run
+    /// # async fn demo(backend: traffik_core::RedisBackend) {
+    /// let sent = backend.pipelined();
+    /// let mean_batch = sent.commands as f64 / sent.pipelines.max(1) as f64;
+    /// tracing::info!(mean_batch, "redis decisions per write");
+    /// # }
+    /// ```
+    pub fn pipelined(&self) -> Pipelined {
+        self.inner.conn.pipelined()
+    }
+
     fn check_open(&self) -> Result<()> {
         if self.inner.closed.load(Ordering::Relaxed) {
             return Err(Error::Closed(self.inner.namespace.clone()));
@@ -423,10 +438,7 @@ impl RedisBackend {
         let watch = self.inner.conn.watch();
         let result = conn::query(&mut conn, cmd).await;
         watch.answered();
-        result.map_err(|e| {
-            self.inner.conn.failed(&e);
-            backend_error(e)
-        })
+        result.map_err(|e| self.failure(e))
     }
 
     /// Runs `script` on `key` with the clock arguments, then `args`.
@@ -438,8 +450,10 @@ impl RedisBackend {
     ) -> Result<T> {
         self.check_open()?;
         let build = |verb: &str, body: &str| {
-            let mut cmd = redis::cmd(verb);
-            cmd.arg(body).arg(1).arg(key);
+            // Room for every argument of the scripts (at most 12, numbers of at most 20
+            // digits), so that building a command allocates twice, not at each argument.
+            let mut cmd = Cmd::with_capacity(12, verb.len() + body.len() + key.len() + 9 * 20);
+            cmd.arg(verb).arg(body).arg(1).arg(key);
             match &self.inner.clock {
                 Some((clock, offset)) => cmd.arg(clock.now_micros()).arg(*offset),
                 None => cmd.arg("").arg(""),
@@ -447,18 +461,32 @@ impl RedisBackend {
             args(&mut cmd);
             cmd
         };
-        let mut conn: Conn = self.inner.conn.get().await?;
-        let watch = self.inner.conn.watch();
-        let result = match conn::query(&mut conn, &build("EVALSHA", &script.sha)).await {
+        let result = match self
+            .inner
+            .conn
+            .batched(build("EVALSHA", &script.sha))
+            .await?
+        {
             Err(e) if e.code() == Some("NOSCRIPT") => {
                 // Not in this server's script cache yet: EVAL sends the source and
                 // caches it, so later calls find the SHA.
-                conn::query(&mut conn, &build("EVAL", &script.source)).await
+                let mut conn: Conn = self.inner.conn.get().await?;
+                let watch = self.inner.conn.watch();
+                let result = conn::query(&mut conn, &build("EVAL", &script.source)).await;
+                watch.answered();
+                result
             }
-            result => result,
+            Err(e) => Err(e),
+            Ok(value) => redis::from_redis_value(value).map_err(RedisError::from),
         };
-        watch.answered();
         result.map_err(|e| self.script_error(e, key))
+    }
+
+    /// `error` as this crate's, after forgetting the shared connection if it may be
+    /// broken.
+    fn failure(&self, error: RedisError) -> Error {
+        self.inner.conn.failed(&error);
+        backend_error(error)
     }
 
     fn script_error(&self, error: RedisError, key: &str) -> Error {
@@ -479,8 +507,7 @@ impl RedisBackend {
             }
             _ => {}
         }
-        self.inner.conn.failed(&error);
-        backend_error(error)
+        self.failure(error)
     }
 
     /// One decision of a built-in strategy, as one script call.
@@ -491,7 +518,7 @@ impl RedisBackend {
         rate: &Rate,
         cost: u64,
     ) -> Result<Decision> {
-        let reply: Vec<u64> = self
+        let reply: Vec<u8> = self
             .eval(plan.script, key, |cmd| {
                 cmd.arg(rate.limit()).arg(rate.period_micros()).arg(cost);
                 for value in &plan.extra[..plan.extra_len] {
@@ -721,11 +748,13 @@ impl RedisBackend {
                     let value = cluster
                         .route_command(scan, routing)
                         .await
-                        .map_err(backend_error)?;
+                        .map_err(|e| self.failure(e))?;
                     FromRedisValue::from_redis_value(value)
                         .map_err(|e| Error::Backend(e.to_string()))?
                 }
-                _ => conn::query(conn, &scan).await.map_err(backend_error)?,
+                _ => conn::query(conn, &scan)
+                    .await
+                    .map_err(|e| self.failure(e))?,
             };
             let (next, keys) = reply;
             if !keys.is_empty() {
@@ -742,12 +771,14 @@ impl RedisBackend {
                     }
                     while let Some(done) = unlinks.join_next().await {
                         done.map_err(|e| Error::Backend(e.to_string()))?
-                            .map_err(backend_error)?;
+                            .map_err(|e| self.failure(e))?;
                     }
                 } else {
                     let mut unlink = redis::cmd("UNLINK");
                     unlink.arg(&keys);
-                    let _: i64 = conn::query(conn, &unlink).await.map_err(backend_error)?;
+                    let _: i64 = conn::query(conn, &unlink)
+                        .await
+                        .map_err(|e| self.failure(e))?;
                 }
             }
             if next == 0 {
@@ -809,15 +840,27 @@ fn parse_micros(text: &str) -> Result<Micros> {
 }
 
 /// A decision from a script's reply `{allowed, wait, limit, remaining, reset}`.
-fn decision_from(reply: &[u64]) -> Result<Decision> {
-    let &[allowed, wait, limit, remaining, reset] = reply else {
-        return Err(Error::Backend(format!("unexpected script reply {reply:?}")));
+/// A decision as the scripts return it (`decision` in `prelude.lua`): allowed (one byte,
+/// 0 or 1), then wait, limit, remaining and reset, each a little-endian `u64`.
+fn decision_from(reply: &[u8]) -> Result<Decision> {
+    let unexpected = || Error::Backend(format!("unexpected script reply {reply:?}"));
+    let Some((&allowed, fields)) = reply.split_first() else {
+        return Err(unexpected());
     };
-    let reset = Duration::from_micros(reset);
-    Ok(if allowed == 1 {
-        Decision::allow(limit, remaining, reset)
-    } else {
-        Decision::deny(limit, remaining, Duration::from_micros(wait), reset)
+    let Ok(fields) = <&[u8; 32]>::try_from(fields) else {
+        return Err(unexpected());
+    };
+    let word = |i: usize| {
+        let mut bytes = [0; 8];
+        bytes.copy_from_slice(&fields[8 * i..8 * i + 8]);
+        u64::from_le_bytes(bytes)
+    };
+    let (wait, limit, remaining, reset) =
+        (word(0), word(1), word(2), Duration::from_micros(word(3)));
+    Ok(match allowed {
+        1 => Decision::allow(limit, remaining, reset),
+        0 => Decision::deny(limit, remaining, Duration::from_micros(wait), reset),
+        _ => return Err(unexpected()),
     })
 }
 
@@ -1077,6 +1120,34 @@ impl Backend for RedisBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decisions_read_from_script_replies() {
+        let mut reply = vec![1];
+        for word in [0u64, 10, 7, 1 << 40] {
+            reply.extend_from_slice(&word.to_le_bytes());
+        }
+        assert_eq!(
+            decision_from(&reply).unwrap(),
+            Decision::allow(10, 7, Duration::from_micros(1 << 40))
+        );
+        reply[0] = 0;
+        reply[1] = 3;
+        assert_eq!(
+            decision_from(&reply).unwrap(),
+            Decision::deny(
+                10,
+                7,
+                Duration::from_micros(3),
+                Duration::from_micros(1 << 40)
+            )
+        );
+        for bad in [&[][..], &reply[..32], &[reply.clone(), vec![0]].concat()] {
+            assert!(matches!(decision_from(bad), Err(Error::Backend(_))));
+        }
+        reply[0] = 2;
+        assert!(matches!(decision_from(&reply), Err(Error::Backend(_))));
+    }
 
     #[test]
     fn hash_tags() {

@@ -112,9 +112,9 @@ end
 
 local backlog = current + cost * period
 if backlog > tolerance then
-  return {0, ceil_div(backlog - tolerance, limit), burst, remaining(current),
-    ceil_div(current, limit)}
+  return decision(0, ceil_div(backlog - tolerance, limit), burst, remaining(current),
+    ceil_div(current, limit))
 end
 local reset = ceil_div(backlog, limit)
 store(key, encode_tat(add(now_scaled, wide(backlog))), reset)
-return {1, 0, burst, remaining(backlog), reset}
+return decision(1, 0, burst, remaining(backlog), reset)

@@ -47,9 +47,9 @@ local function wait(lvl, c)
 end
 
 if not fits(level, cost) then
-  return {0, wait(level, cost), visible, remaining(level), until_empty(level)}
+  return decision(0, wait(level, cost), visible, remaining(level), until_empty(level))
 end
 level = level + cost * period
 local reset = until_empty(level)
 store(key, struct.pack('<BI8I8', tag, level, at), reset)
-return {1, 0, visible, remaining(level), reset}
+return decision(1, 0, visible, remaining(level), reset)

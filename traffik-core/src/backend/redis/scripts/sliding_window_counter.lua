@@ -5,11 +5,15 @@ local key = KEYS[1]
 local window = idiv(NOW, period)
 local elapsed = NOW - window * period
 local previous, current = 0, 0
+-- Whether the stored state expires where a new one would: the end of the window after
+-- this one, set when this window's first request was stored.
+local same_expiry = false
 local v = load(key)
 if v and #v == 25 and string.byte(v, 1) == 0xA2 then
   local w, p, c = struct.unpack('<I8I8I8', v, 2)
   if w >= window then
     previous, current = p, c
+    same_expiry = w == window and c > 0
   elseif w + 1 == window then
     previous, current = c, 0
   end
@@ -45,9 +49,14 @@ local function until_clear()
 end
 
 if not fits(cost) then
-  return {0, wait(cost), limit, remaining(), until_clear()}
+  return decision(0, wait(cost), limit, remaining(), until_clear())
 end
 current = current + cost
 local reset = until_clear()
-store(key, struct.pack('<BI8I8I8', 0xA2, window, previous, current), reset)
-return {1, 0, limit, remaining(), reset}
+local state = struct.pack('<BI8I8I8', 0xA2, window, previous, current)
+if same_expiry then
+  replace(key, state)
+else
+  store(key, state, reset)
+end
+return decision(1, 0, limit, remaining(), reset)

@@ -51,7 +51,7 @@ if used + cost > limit then
     end
   end
   if not wait then wait = until_empty() end
-  return {0, wait, limit, math.max(limit - used, 0), until_empty()}
+  return decision(0, wait, limit, math.max(limit - used, 0), until_empty())
 end
 
 -- Keep the log sorted even if the clock stepped back.
@@ -66,4 +66,4 @@ local parts = {string.char(0xA1)}
 for _, e in ipairs(entries) do parts[#parts + 1] = struct.pack('<I8I8', e[1], e[2]) end
 local reset = until_empty()
 store(key, table.concat(parts), reset)
-return {1, 0, limit, limit - used - cost, reset}
+return decision(1, 0, limit, limit - used - cost, reset)
