@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use smallvec::SmallVec;
+use arrayvec::ArrayString;
 
 /// Which bytes of a key component are percent-escaped: a table per set, indexed by byte.
 type Escape = [bool; 256];
@@ -77,15 +77,32 @@ fn push_escaped(key: &mut KeyText, text: &str, escape: &Escape) {
 /// assert_eq!(text.as_str(), "http:GET:/items/7");
 /// # Ok::<(), std::fmt::Error>(())
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct KeyText {
-    // Only ever extended with whole `&str`s and ASCII bytes: always UTF-8.
-    bytes: SmallVec<[u8; KeyText::INLINE]>,
+    text: Text,
+}
+
+/// Bytes a [`KeyText`] holds on the stack.
+const INLINE: usize = 128;
+
+#[derive(Clone)]
+enum Text {
+    Inline(ArrayString<INLINE>),
+    /// Past [`INLINE`] bytes.
+    Heap(String),
+}
+
+impl Default for KeyText {
+    fn default() -> Self {
+        Self {
+            text: Text::Inline(ArrayString::new()),
+        }
+    }
 }
 
 impl KeyText {
     /// Bytes held without allocating.
-    pub const INLINE: usize = 128;
+    pub const INLINE: usize = INLINE;
 
     /// Empty text.
     pub fn new() -> Self {
@@ -94,38 +111,59 @@ impl KeyText {
 
     /// Appends `text`.
     pub fn push_str(&mut self, text: &str) {
-        self.bytes.extend_from_slice(text.as_bytes());
+        match &mut self.text {
+            Text::Inline(inline) => {
+                if inline.try_push_str(text).is_err() {
+                    let mut heap = String::with_capacity(2 * (inline.len() + text.len()));
+                    heap.push_str(inline);
+                    heap.push_str(text);
+                    self.text = Text::Heap(heap);
+                }
+            }
+            Text::Heap(heap) => heap.push_str(text),
+        }
     }
 
     /// Appends one ASCII byte (a byte above 0x7F is written as U+FFFD, so the text stays
     /// UTF-8).
     pub fn push_ascii(&mut self, byte: u8) {
-        if byte.is_ascii() {
-            self.bytes.push(byte);
+        let ch = if byte.is_ascii() {
+            char::from(byte)
         } else {
-            self.push_str(char::REPLACEMENT_CHARACTER.encode_utf8(&mut [0; 4]));
+            char::REPLACEMENT_CHARACTER
+        };
+        if let Text::Inline(inline) = &mut self.text {
+            if inline.try_push(ch).is_ok() {
+                return;
+            }
         }
+        self.push_str(ch.encode_utf8(&mut [0; 4]));
     }
 
     /// Empties the text, keeping its buffer.
     pub fn clear(&mut self) {
-        self.bytes.clear();
+        match &mut self.text {
+            Text::Inline(inline) => inline.clear(),
+            Text::Heap(heap) => heap.clear(),
+        }
     }
 
     /// The text.
     pub fn as_str(&self) -> &str {
-        // Never fails: only `&str`s and ASCII bytes are ever appended.
-        std::str::from_utf8(&self.bytes).unwrap_or_default()
+        match &self.text {
+            Text::Inline(inline) => inline,
+            Text::Heap(heap) => heap,
+        }
     }
 
     /// Whether the text is empty.
     pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
+        self.as_str().is_empty()
     }
 
     /// Length in bytes.
     pub fn len(&self) -> usize {
-        self.bytes.len()
+        self.as_str().len()
     }
 }
 
