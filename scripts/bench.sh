@@ -21,16 +21,18 @@
 # Ratios divide by the best bare figure of the same shape; bare is measured again at the
 # end, and the difference from its first figure is printed as the drift of the run.
 # With BENCH_PIN=1 (the default, on a machine with 2 CPUs or more) the server runs on CPU 0
-# and wrk on CPU 1 (taskset), which gave steadier figures; Redis and memcached are not
-# pinned (they are shared with other users of the machine). The server's CPU time per
-# request (and Redis's or memcached's) is read from /proc around each measured run.
+# and wrk on CPU 1 (taskset), which gave steadier figures; with BENCH_PIN_BACKEND=1 (the
+# default when pinning) Redis and memcached are moved to CPU 1 for the run, beside wrk, and
+# put back after. The server's CPU time per request (and Redis's or memcached's) is read
+# from /proc around each measured run.
 #
 # Writes bench/results/latest.csv (one line per setup and shape) and latest.md (the table
 # and the conditions of the run), then draws docs/plots/*.svg with bench/'s `plot`.
 #
 # Environment: BENCH_SECS (5), BENCH_WARMUP (2), BENCH_PASSES (2), BENCH_CLIENTS (10000),
-# BENCH_CONNECTIONS (32), BENCH_PORT (18080), BENCH_PIN (1), BENCH_ONLY (bare and these
-# setups, comma-separated; also the diagnostics static-429 and direct-fixed-window),
+# BENCH_CONNECTIONS (32), BENCH_PORT (18080), BENCH_PIN (1), BENCH_PIN_BACKEND (BENCH_PIN),
+# BENCH_ONLY (bare and these setups, comma-separated; also the diagnostics static-429 and
+# direct-fixed-window),
 # BENCH_SHAPES ("under over"), BENCH_MAX_OTHERS (0.15: the share of a CPU other processes
 # may take during a measurement), BENCH_RETRIES (3), BENCH_RETRY_WAIT (15 s),
 # CARGO_TARGET_DIR (target/ of this repository).
@@ -56,6 +58,7 @@ BENCH_CLIENTS=${BENCH_CLIENTS:-10000}
 BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-32}
 BENCH_PORT=${BENCH_PORT:-18080}
 BENCH_PIN=${BENCH_PIN:-1}
+BENCH_PIN_BACKEND=${BENCH_PIN_BACKEND:-$BENCH_PIN}
 BENCH_SHAPES=${BENCH_SHAPES:-under over}
 BENCH_PASSES=${BENCH_PASSES:-2}
 BENCH_MAX_OTHERS=${BENCH_MAX_OTHERS:-0.15}
@@ -149,7 +152,29 @@ CLK_TCK=$(getconf CLK_TCK)
 TICK_US=$((1000000 / CLK_TCK))
 
 REDIS_PID=$(redis-cli -h 127.0.0.1 -p 6379 info server 2>/dev/null | tr -d '\r' | awk -F: '/^process_id/{print $2}' || true)
-MEMCACHED_PID=$(pgrep -o -x memcached || true)
+MEMCACHED_PID=$(ss -ltnpH 'sport = :11211' 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2 || true)
+[ -n "$MEMCACHED_PID" ] || MEMCACHED_PID=$(pgrep -o -x memcached || true)
+
+# With pinning, Redis and memcached run on CPU 1 beside wrk for the whole run, as a
+# backend on a host of its own takes none of the app's CPU. Left to the scheduler, they
+# mostly ran on CPU 0, woken there by the server that writes to them, and took the server's
+# core. Their previous CPU lists are put back on exit.
+BACKEND_AFFINITY=()
+restore_backends() {
+    local entry
+    for entry in "${BACKEND_AFFINITY[@]}"; do
+        taskset -a -p -c "${entry#*:}" "${entry%%:*}" >/dev/null 2>&1 || true
+    done
+}
+if [ "$BENCH_PIN_BACKEND" = 1 ] && [ ${#PIN_WRK[@]} -gt 0 ]; then
+    for pid in $REDIS_PID $MEMCACHED_PID; do
+        cpus=$(taskset -p -c "$pid" 2>/dev/null | awk -F': ' '{print $2}') || continue
+        [ -n "$cpus" ] || continue
+        BACKEND_AFFINITY+=("$pid:$cpus")
+        taskset -a -p -c 1 "$pid" >/dev/null
+    done
+fi
+trap 'stop_server; restore_backends' EXIT
 
 RESULTS_DIR=$ROOT/bench/results
 mkdir -p "$RESULTS_DIR"
@@ -306,7 +331,7 @@ drift() { # shape -> "first, last (x%)", and a warning past 10%
 {
     echo "End-to-end run of $(date -u '+%Y-%m-%d %H:%M UTC'), sources at $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')."
     echo "wrk -t1 -c$BENCH_CONNECTIONS, ${BENCH_WARMUP}s warm-up + ${BENCH_SECS}s per measurement, $BENCH_PASSES passes, $BENCH_CLIENTS clients in the 'under' shape;"
-    echo "pinning: ${PIN_SERVER[*]:-none} (server), ${PIN_WRK[*]:-none} (wrk); measuring took ${RUN_SECS}s;"
+    echo "pinning: ${PIN_SERVER[*]:-none} (server), ${PIN_WRK[*]:-none} (wrk), backends $([ ${#BACKEND_AFFINITY[@]} -gt 0 ] && echo 'on CPU 1' || echo 'not pinned'); measuring took ${RUN_SECS}s;"
     echo "load average before $LOAD_BEFORE, after $LOAD_AFTER."
     echo "Each figure is the best of $BENCH_PASSES passes (every setup is measured once per pass, in turn); a run during which"
     echo "other processes took more than $BENCH_MAX_OTHERS of a CPU was repeated (at most $BENCH_RETRIES times; '(disturbed)' marks a setup that never got a quiet run)."
