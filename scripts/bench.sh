@@ -329,7 +329,7 @@ drift() { # shape -> "first, last (x%)", and a warning past 10%
 }
 
 {
-    echo "End-to-end run of $(date -u '+%Y-%m-%d %H:%M UTC'), sources at $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')."
+    echo "End-to-end run of $(date -u '+%Y-%m-%d %H:%M UTC'), sources at $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet -- . ':!bench/results' ':!docs/plots' 2>/dev/null || echo ' (with uncommitted changes)')."
     echo "wrk -t1 -c$BENCH_CONNECTIONS, ${BENCH_WARMUP}s warm-up + ${BENCH_SECS}s per measurement, $BENCH_PASSES passes, $BENCH_CLIENTS clients in the 'under' shape;"
     echo "pinning: ${PIN_SERVER[*]:-none} (server), ${PIN_WRK[*]:-none} (wrk), backends $([ ${#BACKEND_AFFINITY[@]} -gt 0 ] && echo 'on CPU 1' || echo 'not pinned'); measuring took ${RUN_SECS}s;"
     echo "load average before $LOAD_BEFORE, after $LOAD_AFTER."

@@ -4,6 +4,9 @@
 //!   decision (`EVALSHA`, falling back to `EVAL` once on `NOSCRIPT`), atomic on the
 //!   server, no client-side lock. The scripts read the server's `TIME`, so clock skew
 //!   between app servers cannot break a limit, and every key they write has a TTL.
+//! * On a standalone server, decisions made at the same moment go out together as one
+//!   pipeline (one write, one read on the server), each with its own reply and its own
+//!   errors; [`RedisBackend::pipelined`] counts them.
 //! * The scripts read and write the same bytes as the Rust strategies
 //!   (`strategy/codec.rs`), so [`Backend::peek`], [`Backend::get`] and corrupt-state
 //!   handling agree with every other backend. A differential test checks that the
