@@ -111,6 +111,17 @@ impl ConnectionLike for Conn {
     }
 }
 
+/// Where [`Shared::submit`] put a command.
+enum Submitted {
+    /// With the batching task; its reply comes here.
+    Queued(oneshot::Receiver<RedisResult<Value>>),
+    /// Not queued: the connection has no batching task (a cluster, or made outside a
+    /// runtime), so the command goes on it alone.
+    Direct(Conn, Cmd),
+    /// No connection is ready.
+    NoConnection(Cmd),
+}
+
 /// The shared connection, or the attempt to make one.
 enum Slot {
     /// No connection: the next call starts an attempt.
@@ -316,32 +327,40 @@ impl Shared {
     /// The outer error is getting a connection; the inner one is Redis's answer, a
     /// server error included. Waiting for the answer is watched (see [`Watch`]).
     pub async fn batched(&self, cmd: Cmd) -> Result<RedisResult<Value>> {
-        let cmd = match self.submit(cmd) {
-            Ok(answer) => return self.answer(answer).await,
-            Err(cmd) => cmd,
-        };
-        let mut conn = self.get().await?;
-        match self.submit(cmd) {
-            Ok(answer) => self.answer(answer).await,
-            Err(cmd) => {
-                let watch = self.watch();
-                let answered = query(&mut conn, &cmd).await;
-                watch.answered();
-                Ok(answered)
+        let (mut conn, cmd) = match self.submit(cmd) {
+            Submitted::Queued(answer) => return self.answer(answer).await,
+            Submitted::Direct(conn, cmd) => (conn, cmd),
+            Submitted::NoConnection(cmd) => {
+                let conn = self.get().await?;
+                // Connected now: queue it if that connection has a batching task.
+                match self.submit(cmd) {
+                    Submitted::Queued(answer) => return self.answer(answer).await,
+                    Submitted::Direct(_, cmd) | Submitted::NoConnection(cmd) => (conn, cmd),
+                }
             }
-        }
+        };
+        let watch = self.watch();
+        let answered = query(&mut conn, &cmd).await;
+        watch.answered();
+        Ok(answered)
     }
 
-    /// Queues `cmd` with the batching task of the ready connection, if it has one.
-    fn submit(&self, cmd: Cmd) -> Result<oneshot::Receiver<RedisResult<Value>>, Cmd> {
+    /// Queues `cmd` with the batching task of the ready connection, or says why not.
+    fn submit(&self, cmd: Cmd) -> Submitted {
         let mut slot = lock(&self.slot);
-        let Slot::Ready(_, Some(batcher)) = &*slot else {
-            return Err(cmd);
-        };
-        batcher.submit(cmd).inspect_err(|_| {
-            // The task has ended (its runtime shut down): so has the connection's driver.
-            *slot = Slot::Idle;
-        })
+        match &*slot {
+            Slot::Ready(_, Some(batcher)) => match batcher.submit(cmd) {
+                Ok(answer) => Submitted::Queued(answer),
+                Err(cmd) => {
+                    // The task has ended (its runtime shut down): so has the connection's
+                    // driver.
+                    *slot = Slot::Idle;
+                    Submitted::NoConnection(cmd)
+                }
+            },
+            Slot::Ready(conn, None) => Submitted::Direct(conn.clone(), cmd),
+            Slot::Idle | Slot::Connecting(_) => Submitted::NoConnection(cmd),
+        }
     }
 
     async fn answer(
