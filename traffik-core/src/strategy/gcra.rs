@@ -1,7 +1,7 @@
 //! GCRA: the generic cell rate algorithm, one timestamp per client.
 
 use super::codec::{self, tag};
-use super::{Algorithm, Builtin, Transition, ceil_div, corrupt, micros};
+use super::{Algorithm, Builtin, Transition, ceil_div, corrupt, floor_div, micros};
 use crate::clock::Micros;
 use crate::decision::Decision;
 use crate::error::Result;
@@ -74,7 +74,10 @@ impl Gcra {
 
     fn remaining(&self, backlog: u128, rate: &Rate) -> u64 {
         let period = u128::from(rate.period_micros());
-        let room = (u128::from(self.burst(rate)) * period).saturating_sub(backlog) / period;
+        let room = floor_div(
+            (u128::from(self.burst(rate)) * period).saturating_sub(backlog),
+            period,
+        );
         u64::try_from(room).unwrap_or(u64::MAX)
     }
 }

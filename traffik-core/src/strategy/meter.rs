@@ -6,7 +6,7 @@
 //! ever admits more than the rate allows.
 
 use super::codec;
-use super::{StateBytes, Transition, ceil_div, corrupt, micros};
+use super::{StateBytes, Transition, ceil_div, corrupt, floor_div, micros};
 use crate::clock::Micros;
 use crate::decision::Decision;
 use crate::error::{Error, Result};
@@ -71,7 +71,7 @@ impl Meter {
             return u64::from(level == 0);
         }
         let room = self.scaled(self.visible, rate).saturating_sub(level);
-        u64::try_from(room / u128::from(rate.period_micros())).unwrap_or(u64::MAX)
+        u64::try_from(floor_div(room, u128::from(rate.period_micros()))).unwrap_or(u64::MAX)
     }
 
     /// Microseconds until the bucket is empty.

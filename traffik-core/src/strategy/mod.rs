@@ -314,7 +314,20 @@ impl<A: Algorithm> Strategy for A {
 
 /// Ceiling of `numerator / denominator` as microseconds.
 pub(crate) fn ceil_div(numerator: u128, denominator: u128) -> u128 {
-    numerator.div_ceil(denominator)
+    // The operands nearly always fit in 64 bits (differences of times, a limit): one
+    // 64-bit division then, instead of the 128-bit routine.
+    match (u64::try_from(numerator), u64::try_from(denominator)) {
+        (Ok(numerator), Ok(denominator)) => u128::from(numerator.div_ceil(denominator)),
+        _ => numerator.div_ceil(denominator),
+    }
+}
+
+/// `numerator / denominator`, rounded down; see [`ceil_div`].
+pub(crate) fn floor_div(numerator: u128, denominator: u128) -> u128 {
+    match (u64::try_from(numerator), u64::try_from(denominator)) {
+        (Ok(numerator), Ok(denominator)) => u128::from(numerator / denominator),
+        _ => numerator / denominator,
+    }
 }
 
 /// Microseconds (possibly large) as a `Duration`, saturating.
@@ -329,4 +342,28 @@ pub(crate) fn corrupt(strategy: &'static str, bytes: &[u8]) {
         len = bytes.len(),
         "unreadable stored rate-limit state; judging the request on fresh state"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ceil_div, floor_div};
+    use proptest::prelude::*;
+
+    /// Operands on both sides of 2^64, so that both paths are taken.
+    fn operand() -> impl Strategy<Value = u128> {
+        prop_oneof![
+            any::<u64>().prop_map(u128::from),
+            any::<u128>(),
+            (0u128..4).prop_map(|low| (1u128 << 64) - 2 + low),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn divisions_agree_with_128_bit_arithmetic(n in operand(), d in operand()) {
+            let d = d.max(1);
+            prop_assert_eq!(ceil_div(n, d), n.div_ceil(d));
+            prop_assert_eq!(floor_div(n, d), n / d);
+        }
+    }
 }

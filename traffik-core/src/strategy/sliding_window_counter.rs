@@ -1,7 +1,7 @@
 //! Sliding window counter: two fixed-window counters, the previous one weighted.
 
 use super::codec::{self, tag};
-use super::{Algorithm, Builtin, Transition, corrupt, micros};
+use super::{Algorithm, Builtin, Transition, corrupt, floor_div, micros};
 use crate::clock::Micros;
 use crate::decision::Decision;
 use crate::error::Result;
@@ -76,7 +76,10 @@ impl SlidingWindowCounter {
         let period = u128::from(rate.period_micros());
         let used = (u128::from(c.previous) * (period - c.elapsed))
             .saturating_add(u128::from(c.current) * period);
-        let room = (u128::from(rate.limit()) * period).saturating_sub(used) / period;
+        let room = floor_div(
+            (u128::from(rate.limit()) * period).saturating_sub(used),
+            period,
+        );
         u64::try_from(room).unwrap_or(u64::MAX)
     }
 
@@ -88,7 +91,7 @@ impl SlidingWindowCounter {
         if current + cost <= limit && c.previous > 0 {
             // Later in this window, once the previous window weighs little enough:
             // previous * (P - e) <= (limit - current - cost) * P.
-            let allowance = (limit - current - cost) * period / u128::from(c.previous);
+            let allowance = floor_div((limit - current - cost) * period, u128::from(c.previous));
             let needed = period - allowance.min(period);
             needed.saturating_sub(c.elapsed).max(1)
         } else {
