@@ -434,8 +434,21 @@ async fn the_server_clock_judges_by_default() {
     b.reset().await.unwrap();
 }
 
-/// Decides `key` on `b` from `count` tasks spawned at once, after a first decision has
-/// made the connection; the answers and how many commands and pipelines they took.
+/// A backend whose connection is made (one decision on a key of its own), for tests that
+/// count what the next decisions send.
+async fn connected(test: &str, rate: &Rate) -> RedisBackend {
+    let b = backend(&namespace(test));
+    assert!(
+        b.decide("{warm}", &FixedWindow, rate, 1)
+            .await
+            .unwrap()
+            .allowed
+    );
+    b
+}
+
+/// Decides each of `keys` on `b` (a token bucket) from a task of its own, all spawned at
+/// once; the answers, and how many commands and pipelines they took.
 async fn concurrent_decisions(
     b: &RedisBackend,
     keys: Vec<String>,
@@ -470,14 +483,8 @@ async fn decisions_made_together_go_out_in_one_pipeline() {
     if redis_support::skip() {
         return;
     }
-    let b = backend(&namespace("pipe"));
     let rate: Rate = "3/h".parse().unwrap();
-    assert!(
-        b.decide("{warm}", &FixedWindow, &rate, 1)
-            .await
-            .unwrap()
-            .allowed
-    );
+    let b = connected("pipe", &rate).await;
     // 40 clients, and one hot client four times over its limit of 3.
     let mut keys: Vec<String> = (0..40).map(|i| format!("{{client-{i}}}")).collect();
     keys.extend((0..12).map(|_| "{hot}".to_owned()));
@@ -502,14 +509,8 @@ async fn a_bad_key_fails_alone_in_its_pipeline() {
     if redis_support::skip() {
         return;
     }
-    let b = backend(&namespace("pipebad"));
     let rate: Rate = "5/h".parse().unwrap();
-    assert!(
-        b.decide("{warm}", &FixedWindow, &rate, 1)
-            .await
-            .unwrap()
-            .allowed
-    );
+    let b = connected("pipebad", &rate).await;
     let mut conn = raw().await;
     let () = redis::cmd("RPUSH")
         .arg(b.redis_key("{bad}"))
