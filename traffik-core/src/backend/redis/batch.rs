@@ -106,16 +106,12 @@ async fn run(
                 Err(_) => break,
             }
         }
-        counters.pipelines.fetch_add(1, Ordering::Relaxed);
-        counters
-            .commands
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        tokio::spawn(send(conn.clone(), batch));
+        tokio::spawn(send(conn.clone(), batch, Arc::clone(&counters)));
     }
 }
 
 /// Sends `batch` as one pipeline and hands each command its own reply.
-async fn send(mut conn: MultiplexedConnection, batch: Vec<Job>) {
+async fn send(mut conn: MultiplexedConnection, batch: Vec<Job>, counters: Arc<Counters>) {
     let mut pipeline = Pipeline::with_capacity(batch.len());
     let mut replies = Vec::with_capacity(batch.len());
     for job in batch {
@@ -129,6 +125,10 @@ async fn send(mut conn: MultiplexedConnection, batch: Vec<Job>) {
     if replies.is_empty() {
         return;
     }
+    counters.pipelines.fetch_add(1, Ordering::Relaxed);
+    counters
+        .commands
+        .fetch_add(replies.len() as u64, Ordering::Relaxed);
     match conn.req_packed_commands(&pipeline, 0, replies.len()).await {
         Ok(values) if values.len() == replies.len() => {
             for (reply, value) in replies.into_iter().zip(values) {

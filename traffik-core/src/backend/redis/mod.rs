@@ -453,9 +453,9 @@ impl RedisBackend {
     ) -> Result<T> {
         self.check_open()?;
         let build = |verb: &str, body: &str| {
-            // Room for every argument of the scripts (at most 12, numbers of at most 20
-            // digits), so that building a command allocates twice, not at each argument.
-            let mut cmd = Cmd::with_capacity(12, verb.len() + body.len() + key.len() + 9 * 20);
+            // Room for a decision's arguments (at most 13; nine of them numbers of at most
+            // 20 digits), so that building one allocates twice, not at each argument.
+            let mut cmd = Cmd::with_capacity(13, verb.len() + body.len() + key.len() + 9 * 20);
             cmd.arg(verb).arg(body).arg(1).arg(key);
             match &self.inner.clock {
                 Some((clock, offset)) => cmd.arg(clock.now_micros()).arg(*offset),
