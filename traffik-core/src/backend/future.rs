@@ -38,6 +38,22 @@ impl<'a, T> BackendFuture<'a, T> {
         Self(State::Boxed(Box::pin(future)))
     }
 
+    /// The value, if the future was made [`ready`](Self::ready); otherwise the future
+    /// back, not polled: nothing it would do has started.
+    ///
+    /// ```
+    /// use traffik_core::BackendFuture;
+    ///
+    /// assert_eq!(BackendFuture::ready(1).into_ready().ok(), Some(1));
+    /// assert!(BackendFuture::new(async { 2 }).into_ready().is_err());
+    /// ```
+    pub fn into_ready(self) -> Result<T, Self> {
+        match self.0 {
+            State::Ready(Some(value)) => Ok(value),
+            state => Err(Self(state)),
+        }
+    }
+
     /// The value, if the future completes on its first poll; otherwise the future back.
     pub fn now_or_never(mut self) -> Result<T, Self> {
         let mut cx = Context::from_waker(Waker::noop());

@@ -200,17 +200,29 @@ pub async fn decide_by_update<B: Backend + ?Sized>(
         return Ok(Decision::unlimited());
     }
     check_cost(algorithm, rate, cost)?;
-    let now = backend.now().await?;
-    let key = state_key(algorithm, key, now, rate);
+    let read = backend.now().await?;
+    let window = algorithm.window(read, rate);
+    let key = state_key(algorithm, key, read, rate);
     let mut outcome = None;
-    let mut step = |state: Option<&[u8]>| match run(algorithm, state, now, rate, cost) {
-        Ok(transition) => {
-            outcome = Some(Ok(transition.decision));
-            transition.write
-        }
-        Err(error) => {
-            outcome = Some(Err(error));
-            Write::Keep
+    let mut step = |state: Option<&[u8]>| {
+        // Each attempt judges by the time read after the state it was given, when the
+        // backend's clock answers at once (a local clock) and it is still in the key's
+        // window: a time read before the wait for a connection, or before attempts lost
+        // to other writers, would be older than the states they wrote, and would deny
+        // what the limit admits.
+        let now = match backend.now().into_ready() {
+            Ok(Ok(fresh)) if fresh > read && algorithm.window(fresh, rate) == window => fresh,
+            _ => read,
+        };
+        match run(algorithm, state, now, rate, cost) {
+            Ok(transition) => {
+                outcome = Some(Ok(transition.decision));
+                transition.write
+            }
+            Err(error) => {
+                outcome = Some(Err(error));
+                Write::Keep
+            }
         }
     };
     backend.update(&key, &mut step).await?;
