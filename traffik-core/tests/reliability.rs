@@ -1,6 +1,6 @@
 //! Reliability of decisions when the backend misbehaves: failure policies, timeouts,
-//! shadow mode and the circuit breaker, on a fake backend that can be made to fail or to
-//! hang, and that counts the calls it receives.
+//! shadow mode, the circuit breaker and slow updates, on a fake backend that can be made
+//! to fail, to hang or to be slow, and that counts the calls it receives.
 //!
 //! Time-dependent tests run on Tokio's paused clock (timeouts) or a `ManualClock` (the
 //! breaker's cool-down): nothing sleeps.
@@ -11,11 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use traffik_core::backend::UpdateFn;
+use traffik_core::backend::{UpdateFn, decide_by_update};
 use traffik_core::policy::DEFAULT_TIMEOUT;
 use traffik_core::{
     Algorithm, Backend, BackendFuture, BreakerState, CircuitBreaker, Decision, DecisionSource,
-    Error, FailurePolicy, FailureVerdict, FixedWindow, Identity, InMemoryBackend, Lock,
+    Error, FailurePolicy, FailureVerdict, FixedWindow, Gcra, Identity, InMemoryBackend, Lock,
     LockOptions, ManualClock, Micros, Rate, Result, Throttle,
 };
 
@@ -40,6 +40,9 @@ struct Flaky {
     policy: Option<FailurePolicy>,
     timeout: Option<Duration>,
     in_place: bool,
+    /// A store on this clock, moved on by this much before each `update` runs: the time
+    /// a network backend's update spends waiting for a connection.
+    slow_updates: Option<(ManualClock, Duration)>,
 }
 
 impl Flaky {
@@ -51,6 +54,19 @@ impl Flaky {
             policy: None,
             timeout: None,
             in_place: false,
+            slow_updates: None,
+        }
+    }
+
+    /// A healthy backend whose store reads `clock`, and whose updates start `delay` after
+    /// they are called.
+    fn slow_updates(clock: &ManualClock, delay: Duration) -> Self {
+        Self {
+            store: InMemoryBackend::builder("flaky")
+                .clock(clock.clone())
+                .build(),
+            slow_updates: Some((clock.clone(), delay)),
+            ..Self::new(Mode::Healthy)
         }
     }
 
@@ -138,6 +154,9 @@ impl Backend for Flaky {
         key: &'a str,
         f: &'a mut UpdateFn<'_>,
     ) -> BackendFuture<'a, Result<()>> {
+        if let Some((clock, delay)) = &self.slow_updates {
+            clock.advance(*delay);
+        }
         self.gate(|| self.store.update(key, f))
     }
     fn lock<'a>(&'a self, name: &'a str, options: LockOptions) -> BackendFuture<'a, Result<Lock>> {
@@ -869,4 +888,42 @@ fn a_backend_that_claims_to_decide_in_place_but_pends_fails_cleanly() {
             .expect("fail open")
             .allowed
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// A slow backend: the time a decision by `decide_by_update` is judged at
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_slow_update_is_judged_by_the_time_it_runs_at() {
+    // GCRA at 2/s: two hits fill the burst; a third is admitted once 500 ms have passed.
+    let clock = ManualClock::new(1_700_000_000_000_000);
+    let gcra = Gcra::new();
+    let rate = rate("2/s");
+    let prompt = Flaky::slow_updates(&clock, Duration::ZERO);
+    for _ in 0..2 {
+        let decision = decide_by_update(&prompt, "k", &gcra, &rate, 1).await;
+        assert!(decision.expect("decision").allowed);
+    }
+    // The third reads the time, then waits 500 ms for its update: judged at the time it
+    // read first, it would be denied.
+    let slow = Flaky {
+        slow_updates: Some((clock.clone(), Duration::from_millis(500))),
+        ..prompt
+    };
+    let third = decide_by_update(&slow, "k", &gcra, &rate, 1).await;
+    assert!(third.expect("decision").allowed);
+}
+
+#[tokio::test]
+async fn a_slow_update_is_judged_in_the_window_its_key_names() {
+    // 10 ms before a window ends; the update runs 20 ms later, in the next window. The
+    // state read is the first window's (its key names it), so the decision is that
+    // window's: it resets when that window ends, 10 ms after the time read.
+    let clock = ManualClock::new(1_700_000_000_000_000 - 10_000);
+    let slow = Flaky::slow_updates(&clock, Duration::from_millis(20));
+    let decision = decide_by_update(&slow, "k", &FixedWindow, &rate("2/s"), 1)
+        .await
+        .expect("decision");
+    assert_eq!(decision.reset, Duration::from_millis(10), "{decision:?}");
 }
