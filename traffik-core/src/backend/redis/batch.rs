@@ -46,14 +46,15 @@ impl Counters {
     }
 }
 
-/// Decisions a [`RedisBackend`](super::RedisBackend) coalesced, since it was built.
+/// Script calls a [`RedisBackend`](super::RedisBackend) coalesced, since it was built.
 ///
-/// On a standalone server, decisions made at the same moment go out together, as one
-/// pipeline: `commands / pipelines` is the mean batch. Commands sent on their own (on a
-/// cluster, or retried with the script's source after `NOSCRIPT`) are not counted.
+/// On a standalone server, script calls (decisions, and the primitives that run as
+/// scripts) made at the same moment go out together, as one pipeline: `commands /
+/// pipelines` is the mean batch. Commands sent on their own (on a cluster, plain
+/// commands, or a script retried with its source after `NOSCRIPT`) are not counted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pipelined {
-    /// Decision scripts sent in pipelines.
+    /// Script calls sent in pipelines.
     pub commands: u64,
     /// Pipelines they were sent in.
     pub pipelines: u64,

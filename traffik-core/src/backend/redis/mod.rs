@@ -400,7 +400,8 @@ impl RedisBackend {
         full
     }
 
-    /// The decisions coalesced into pipelines so far, and how many pipelines they took.
+    /// The script calls (decisions first) coalesced into pipelines so far, and how many
+    /// pipelines they took.
     ///
     /// ```no_run
     /// # async fn demo(backend: traffik_core::RedisBackend) {
