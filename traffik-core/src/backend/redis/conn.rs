@@ -201,12 +201,17 @@ impl Shared {
         }
     }
 
-    /// Starts watching one command on the shared connection.
-    pub fn watch(&self) -> Watch<'_> {
-        Watch {
+    /// Waits for `reply`, Redis's answer to one command on the shared connection,
+    /// watched (see [`Watch`]): given up before it completes, the command counts as
+    /// abandoned.
+    pub async fn watched<F: Future>(&self, reply: F) -> F::Output {
+        let watch = Watch {
             shared: self,
             answered: false,
-        }
+        };
+        let answered = reply.await;
+        watch.answered();
+        answered
     }
 
     pub fn source(&self) -> &Source {
@@ -339,10 +344,7 @@ impl Shared {
                 }
             }
         };
-        let watch = self.watch();
-        let answered = query(&mut conn, &cmd).await;
-        watch.answered();
-        Ok(answered)
+        Ok(self.watched(query(&mut conn, &cmd)).await)
     }
 
     /// Queues `cmd` with the batching task of the ready connection, or says why not.
@@ -367,10 +369,7 @@ impl Shared {
         &self,
         answer: oneshot::Receiver<RedisResult<Value>>,
     ) -> Result<RedisResult<Value>> {
-        let watch = self.watch();
-        let answered = answer.await;
-        watch.answered();
-        answered.map_err(|_| {
+        self.watched(answer).await.map_err(|_| {
             self.clear();
             Error::Backend("redis: the pipeline ended before Redis answered".into())
         })

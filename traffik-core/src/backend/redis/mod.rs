@@ -439,9 +439,7 @@ impl RedisBackend {
     async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
         self.check_open()?;
         let mut conn = self.inner.conn.get().await?;
-        let watch = self.inner.conn.watch();
-        let result = conn::query(&mut conn, cmd).await;
-        watch.answered();
+        let result = self.inner.conn.watched(conn::query(&mut conn, cmd)).await;
         result.map_err(|e| self.failure(e))
     }
 
@@ -475,10 +473,8 @@ impl RedisBackend {
                 // Not in this server's script cache yet: EVAL sends the source and
                 // caches it, so later calls find the SHA.
                 let mut conn: Conn = self.inner.conn.get().await?;
-                let watch = self.inner.conn.watch();
-                let result = conn::query(&mut conn, &build("EVAL", &script.source)).await;
-                watch.answered();
-                result
+                let eval = build("EVAL", &script.source);
+                self.inner.conn.watched(conn::query(&mut conn, &eval)).await
             }
             Err(e) => Err(e),
             Ok(value) => redis::from_redis_value(value).map_err(RedisError::from),
