@@ -7,7 +7,6 @@ use http::request::Parts;
 use traffik_core::key::KeyText;
 use traffik_core::{Backend, Decision, Identity, SharedBackend};
 
-use crate::headers::RateLimitHeaders;
 use crate::http_throttle::{HttpThrottle, Identifier, ThrottledInfo};
 use crate::rejection::ThrottleRejection;
 use crate::state::Traffik;
@@ -113,13 +112,21 @@ async fn enforce_awaited(
     traffik: &Traffik,
     scope: &str,
 ) -> Result<Decision, ThrottleRejection> {
-    let Identity::Client(id) = identify(throttle, parts, traffik).await? else {
+    let mut address = KeyText::new();
+    let id = match identify_now(throttle, parts, traffik, &mut address) {
+        Some(known) => known?,
+        None => match identify(throttle, parts, traffik).await? {
+            Identity::Client(id) => Some(ClientId::Named(id)),
+            Identity::Exempt => None,
+        },
+    };
+    let Some(id) = id else {
         return Ok(Decision::unlimited());
     };
     let backend: &dyn Backend = select_backend(throttle, parts, traffik).as_ref();
     let decided = throttle
         .throttle()
-        .hit_client(&id, scope, cost_of(throttle, parts), backend)
+        .hit_client(id.as_str(), scope, cost_of(throttle, parts), backend)
         .await;
     judge(throttle, parts, traffik, decided)
 }
@@ -138,33 +145,73 @@ pub(crate) fn enforce_now(
     if !throttle.throttle().decides_in_place(backend) {
         return None;
     }
-    let address;
-    let named;
-    let id: &str = match &throttle.inner().identifier {
+    decide_now(throttle, parts, traffik, backend, scope)
+}
+
+/// [`enforce_now`] once the backend is known to decide in place.
+fn decide_now(
+    throttle: &HttpThrottle,
+    parts: &Parts,
+    traffik: &Traffik,
+    backend: &dyn Backend,
+    scope: &str,
+) -> Option<Result<Decision, ThrottleRejection>> {
+    let mut address = KeyText::new();
+    let id = match identify_now(throttle, parts, traffik, &mut address)? {
+        Ok(Some(id)) => id,
+        Ok(None) => return Some(Ok(Decision::unlimited())),
+        Err(rejection) => return Some(Err(rejection)),
+    };
+    let decided =
+        throttle
+            .throttle()
+            .try_hit_now(id.as_str(), scope, cost_of(throttle, parts), backend)?;
+    Some(judge(throttle, parts, traffik, decided))
+}
+
+/// A client's identity as a key names it.
+enum ClientId<'a> {
+    /// An address, written into the caller's buffer.
+    Address(&'a str),
+    /// What an identifier named.
+    Named(String),
+}
+
+impl ClientId<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            ClientId::Address(text) => text,
+            ClientId::Named(name) => name,
+        }
+    }
+}
+
+/// [`identify`] when it needs no awaiting (the default identifier, a synchronous one):
+/// the client, or `Ok(None)` for an exempt one. `None` for an asynchronous identifier.
+/// An address is written into `address`, a buffer the caller keeps on its stack.
+fn identify_now<'a>(
+    throttle: &HttpThrottle,
+    parts: &Parts,
+    traffik: &Traffik,
+    address: &'a mut KeyText,
+) -> Option<Result<Option<ClientId<'a>>, ThrottleRejection>> {
+    match &throttle.inner().identifier {
         Identifier::Default => {
             let config = traffik.client_ip_config();
-            let ip = match config.resolve(parts) {
-                Ok(ip) => ip,
-                Err(error) => return Some(Err(ThrottleRejection::unknown_client(error))),
-            };
-            let mut text = KeyText::new();
-            config.write_identity_of(ip, &mut text);
-            address = text;
-            &address
+            Some(match config.resolve(parts) {
+                Ok(ip) => {
+                    config.write_identity_of(ip, address);
+                    Ok(Some(ClientId::Address(address)))
+                }
+                Err(error) => Err(ThrottleRejection::unknown_client(error)),
+            })
         }
-        Identifier::Sync(identify) => match identify(parts) {
-            Identity::Client(id) => {
-                named = id;
-                &named
-            }
-            Identity::Exempt => return Some(Ok(Decision::unlimited())),
-        },
-        Identifier::Async(_) => return None,
-    };
-    let decided = throttle
-        .throttle()
-        .try_hit_now(id, scope, cost_of(throttle, parts), backend)?;
-    Some(judge(throttle, parts, traffik, decided))
+        Identifier::Sync(identify) => Some(Ok(match identify(parts) {
+            Identity::Client(id) => Some(ClientId::Named(id)),
+            Identity::Exempt => None,
+        })),
+        Identifier::Async(_) => None,
+    }
 }
 
 /// The cost of this request under `throttle`.
@@ -202,7 +249,12 @@ pub(crate) fn enforce_http_now(
     parts: &Parts,
     traffik: &Traffik,
 ) -> Option<Result<Decision, ThrottleRejection>> {
-    enforce_now(throttle, parts, traffik, &http_scope_text(parts))
+    // The scope is built only for a backend that decides here.
+    let backend: &dyn Backend = select_backend(throttle, parts, traffik).as_ref();
+    if !throttle.throttle().decides_in_place(backend) {
+        return None;
+    }
+    decide_now(throttle, parts, traffik, backend, &http_scope_text(parts))
 }
 
 /// The awaited path for one HTTP request in its route's scope, for a request
@@ -232,8 +284,12 @@ fn throttled_response(
                 decision,
             },
         ),
-        None => RateLimitHeaders::from_decision(throttle.uid(), throttle.rate(), decision)
-            .with_policy(&inner.policy_field)
-            .throttled_response(inner.headers.unwrap_or(traffik.header_policy())),
+        None => inner.denials.response(
+            throttle.uid(),
+            throttle.rate(),
+            decision,
+            &inner.policy_field,
+            inner.headers.unwrap_or(traffik.header_policy()),
+        ),
     }
 }

@@ -69,7 +69,8 @@
 
 use std::time::Duration;
 
-use axum::response::{IntoResponse, Response};
+use axum::body::Body;
+use axum::response::Response;
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use sfv::{Integer, KeyRef, ListSerializer};
@@ -415,14 +416,17 @@ impl RateLimitHeaders {
     /// ```
     pub fn throttled_response(&self, policy: HeaderPolicy) -> Response {
         let secs = self.retry_after.unwrap_or(1);
-        let mut response = (StatusCode::TOO_MANY_REQUESTS, throttled_body(secs)).into_response();
-        let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert(RETRY_AFTER, HeaderValue::from(secs));
-        if policy.includes(true) {
-            self.append_fields(headers);
-        }
-        response
+        let (policy_value, ratelimit_value) = if policy.includes(true) {
+            (self.policy_value(), self.ratelimit_value())
+        } else {
+            (None, None)
+        };
+        throttled_429(
+            Body::from(throttled_body(secs)),
+            HeaderValue::from(secs),
+            policy_value,
+            ratelimit_value,
+        )
     }
 
     fn apply_retry_after(&self, headers: &mut HeaderMap) {
@@ -530,6 +534,29 @@ pub fn default_throttled_response(
     policy: HeaderPolicy,
 ) -> Response {
     RateLimitHeaders::from_decision(uid, rate, decision).throttled_response(policy)
+}
+
+/// The default 429 from its rendered parts: a JSON `body`, `Retry-After`, and the
+/// `RateLimit-Policy` and `RateLimit` fields when they are sent. Both the response rendered
+/// per denial and the one kept rendered between denials are assembled here.
+pub(crate) fn throttled_429(
+    body: Body,
+    retry_after: HeaderValue,
+    policy: Option<HeaderValue>,
+    ratelimit: Option<HeaderValue>,
+) -> Response {
+    let mut response = Response::new(body);
+    *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(RETRY_AFTER, retry_after);
+    if let Some(value) = policy {
+        headers.append(RATELIMIT_POLICY, value);
+    }
+    if let Some(value) = ratelimit {
+        headers.append(RATELIMIT, value);
+    }
+    response
 }
 
 /// The default `429` body: `{"detail":"Too many requests. Retry in N seconds."}`.

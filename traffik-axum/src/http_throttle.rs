@@ -11,6 +11,7 @@ use traffik_core::{
     Backend, Decision, FailurePolicy, Identity, Rate, SharedBackend, Strategy, Throttle,
 };
 
+use crate::denial_response::RenderedDenials;
 use crate::headers::{HeaderPolicy, PolicyField};
 use crate::ws::WsOnThrottled;
 
@@ -51,6 +52,8 @@ pub(crate) struct Inner {
     pub ws_on_throttled: WsOnThrottled,
     /// The `RateLimit-Policy` of this throttle's denials, rendered once.
     pub policy_field: PolicyField,
+    /// The last default 429 rendered, reused while denials say the same.
+    pub denials: RenderedDenials,
 }
 
 /// A throttle for HTTP requests: the axum twin of the seed's `HTTPThrottle`.
@@ -110,6 +113,7 @@ impl HttpThrottle {
                 dynamic_backend: false,
                 ws_on_throttled: WsOnThrottled::default(),
                 policy_field: PolicyField::new(throttle.uid(), throttle.rate()),
+                denials: RenderedDenials::default(),
                 throttle,
             }),
         }
@@ -119,6 +123,7 @@ impl HttpThrottle {
         let mut inner = Arc::unwrap_or_clone(self.inner);
         f(&mut inner);
         inner.policy_field = PolicyField::new(inner.throttle.uid(), inner.throttle.rate());
+        inner.denials = RenderedDenials::default();
         Self {
             inner: Arc::new(inner),
         }

@@ -31,6 +31,7 @@
 #![warn(missing_docs)]
 
 pub mod client_ip;
+mod denial_response;
 mod enforce;
 mod extract;
 pub mod headers;
