@@ -372,13 +372,21 @@ async fn cached_denials_skip_redis_until_they_end() {
         .await
         .unwrap();
     clock.advance(Duration::from_secs(4));
+    // Answered in place: the future is ready when built, so no task waits on it.
     let cached = b
         .decide("{c}", &TokenBucket::new(), &rate, 1)
-        .await
+        .into_ready()
+        .unwrap_or_else(|_| panic!("a cached denial is answered in place"))
         .unwrap();
     assert!(!cached.allowed);
     assert_eq!(cached.wait, denied.wait - Duration::from_secs(4));
-    // Another strategy or rate on the same key is not answered from the cache.
+    // Another strategy or rate on the same key is not answered from the cache, nor in
+    // place.
+    assert!(
+        b.decide("{c}", &Gcra::new(), &rate, 1)
+            .into_ready()
+            .is_err()
+    );
     assert!(
         b.decide("{c}", &Gcra::new(), &rate, 1)
             .await

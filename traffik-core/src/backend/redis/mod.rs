@@ -55,6 +55,7 @@ use super::{Backend, BackendFuture, Lock, LockOptions, LockRelease, UpdateFn};
 use crate::clock::{Clock, Micros, SharedClock, SystemClock};
 use crate::decision::Decision;
 use crate::error::{Error, Result};
+use crate::key::KeyText;
 use crate::policy::{DEFAULT_TIMEOUT, FailurePolicy};
 use crate::rate::Rate;
 use crate::strategy::{Algorithm, Builtin, Write, check_cost, state_key};
@@ -566,13 +567,10 @@ impl RedisBackend {
             let peek = self.peek_async(key, algorithm, rate).await?;
             return Ok(Decision::allow(peek.limit, peek.remaining, peek.reset));
         }
+        // A denial remembered in process was answered by `decide` before this future
+        // was built.
         let full = self.redis_key(key);
         let fingerprint = algorithm.builtin().map(|b| (b, *rate));
-        if let (Some(cache), Some(fingerprint)) = (&self.inner.denials, fingerprint) {
-            if let Some(denied) = cache.check(&full, fingerprint, cost, self.local_now()) {
-                return Ok(denied);
-            }
-        }
         let decision = match self.plan(key, algorithm, rate) {
             Some(plan) => self.decide_script(&plan, &full, rate, cost).await?,
             None => self.decide_generic(key, algorithm, rate, cost).await?,
@@ -583,6 +581,33 @@ impl RedisBackend {
             }
         }
         Ok(decision)
+    }
+
+    /// The denial the [denial cache](RedisBackendBuilder::cache_denials) holds for this
+    /// decision, if any: checked in place, so that a remembered denial is answered with
+    /// no future to build or await. `None` for anything [`decide_async`](Self::decide_async)
+    /// would not answer from the cache (a closed backend, an unlimited rate, a cost of
+    /// zero or over the capacity, a custom algorithm).
+    fn cached_denial(
+        &self,
+        key: &str,
+        algorithm: &dyn Algorithm,
+        rate: &Rate,
+        cost: u64,
+    ) -> Option<Decision> {
+        let cache = self.inner.denials.as_ref()?;
+        let builtin = algorithm.builtin()?;
+        if self.inner.closed.load(Ordering::Relaxed)
+            || rate.is_unlimited()
+            || cost == 0
+            || check_cost(algorithm, rate, cost).is_err()
+        {
+            return None;
+        }
+        let mut full = KeyText::new();
+        full.push_str(&self.inner.prefix);
+        full.push_str(key);
+        cache.check(&full, (builtin, *rate), cost, self.local_now())
     }
 
     async fn peek_async(
@@ -1084,7 +1109,10 @@ impl Backend for RedisBackend {
         rate: &'a Rate,
         cost: u64,
     ) -> BackendFuture<'a, Result<Decision>> {
-        BackendFuture::new(self.decide_async(key, algorithm, rate, cost))
+        match self.cached_denial(key, algorithm, rate, cost) {
+            Some(denied) => BackendFuture::ready(Ok(denied)),
+            None => BackendFuture::new(self.decide_async(key, algorithm, rate, cost)),
+        }
     }
 
     fn peek<'a>(
