@@ -1,6 +1,7 @@
 #![cfg(feature = "redis")]
 //! Differential test: every built-in strategy decides alike as a Rust state function
-//! (`strategy::run`) and as a Lua script on Redis, over random (now, cost) sequences
+//! (`strategy::run`) and as Lua on Redis (a function of the library or a script, half
+//! the sequences each), over random (now, cost) sequences
 //! (the scripts are given `now` by a manual clock, which also steps back now and then).
 //! Before each step the state the script will read is read back and given to the Rust
 //! function: the decisions must be equal, and the state the script wrote must be the
@@ -96,15 +97,19 @@ async fn scripts_decide_like_the_rust_functions() {
     }
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut steps = 0;
-    for algorithm in algorithms() {
+    for (index, algorithm) in algorithms().into_iter().enumerate() {
         for rate in rates() {
             for sequence in 0..4 {
+                // Half the sequences as functions (`FCALL`), half as scripts (`EVALSHA`),
+                // a corrupt start in either form depending on the algorithm.
+                let functions = (index + sequence) % 2 == 0;
                 let start = 1_700_000_000_000_000 + rng.below(1 << 40);
                 let clock = ManualClock::new(start);
                 let namespace = format!("diff-{}-{}", std::process::id(), rng.next());
                 let redis = RedisBackend::builder(&namespace)
                     .url(redis_support::url())
                     .clock(clock.clone())
+                    .functions(functions)
                     .build()
                     .unwrap();
                 let key = "{diff:client}:scope";
@@ -135,7 +140,7 @@ async fn scripts_decide_like_the_rust_functions() {
                     let cost = 1 + rng.below(capacity.min(4));
                     let now = clock.now_micros_for_test();
                     let context = format!(
-                        "{algorithm:?} {rate} sequence {sequence} step {step} now {now} cost {cost}"
+                        "{algorithm:?} {rate} sequence {sequence} (functions: {functions}) step {step} now {now} cost {cost}"
                     );
                     // The Rust state function, on the very state the script will read.
                     let state = state_key(algorithm.as_ref(), key, now, &rate);

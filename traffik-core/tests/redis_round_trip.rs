@@ -1,8 +1,9 @@
 #![cfg(feature = "redis")]
 //! One round trip per decision: `INFO commandstats` before and after N decisions shows
-//! exactly N `EVALSHA` calls, and every other command counted is one the script runs
-//! inside (one `TIME` and one `GET` per call, one `SET` per admitted request): no `PING`
-//! from a pool checkout, no client-side `TIME`, `GET` or lock.
+//! exactly N `FCALL` calls (N `EVALSHA` with functions off), and every other command
+//! counted is one the function runs inside (one `TIME` and one `GET` per call, one `SET`
+//! per admitted request): no `PING` from a pool checkout, no client-side `TIME`, `GET` or
+//! lock.
 
 mod redis_support;
 
@@ -38,15 +39,27 @@ fn delta(before: &HashMap<String, u64>, after: &HashMap<String, u64>) -> HashMap
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_script_call_per_decision() {
+async fn one_call_per_decision_as_functions_and_as_scripts() {
     if redis_support::skip() {
         return;
     }
+    // In turn, not as two tests: the counts are the server's, and one would count the
+    // other's calls.
+    one_call_per_decision(true, "fcall").await;
+    one_call_per_decision(false, "evalsha").await;
+}
+
+/// N decisions of each of several strategies cost N calls of `verb` and the commands it
+/// runs inside, nothing more.
+async fn one_call_per_decision(functions: bool, verb: &str) {
     const N: u64 = 50;
     let client = redis::Client::open(redis_support::url()).unwrap();
     let mut stats_conn = client.get_multiplexed_async_connection().await.unwrap();
-    let backend =
-        RedisBackend::from_url(redis_support::url(), format!("rt-{}", std::process::id())).unwrap();
+    let backend = RedisBackend::builder(format!("rt-{verb}-{}", std::process::id()))
+        .url(redis_support::url())
+        .functions(functions)
+        .build()
+        .unwrap();
     backend.initialize().await.unwrap();
     let rate: Rate = "30/m".parse().unwrap();
     let algorithms: [&dyn traffik_core::Algorithm; 5] = [
@@ -57,7 +70,7 @@ async fn one_script_call_per_decision() {
         &Gcra::new(),
     ];
     for algorithm in algorithms {
-        // Warm up: the connection is made and the script cached.
+        // Warm up: the connection is made and the function library (or script) loaded.
         backend.decide("{warm}", algorithm, &rate, 1).await.unwrap();
         // Other clients of a shared server can add commands: retry a few times, which a
         // systematic extra round trip would fail every time.
@@ -80,7 +93,7 @@ async fn one_script_call_per_decision() {
                 let mut d = delta(&before, &after);
                 d.remove("info");
                 let expected: HashMap<String, u64> = [
-                    ("evalsha".to_owned(), N),
+                    (verb.to_owned(), N),
                     ("time".to_owned(), N),
                     ("get".to_owned(), N),
                     ("set".to_owned(), admitted),

@@ -46,15 +46,17 @@ impl Counters {
     }
 }
 
-/// Script calls a [`RedisBackend`](super::RedisBackend) coalesced, since it was built.
+/// Function and script calls a [`RedisBackend`](super::RedisBackend) coalesced, since it
+/// was built.
 ///
-/// On a standalone server, script calls (decisions, and the primitives that run as
-/// scripts) made at the same moment go out together, as one pipeline: `commands /
-/// pipelines` is the mean batch. Commands sent on their own (on a cluster, plain
-/// commands, or a script retried with its source after `NOSCRIPT`) are not counted.
+/// On a standalone server, the calls of the server-side code (decisions, and the
+/// primitives that run there) made at the same moment go out together, as one pipeline:
+/// `commands / pipelines` is the mean batch. Commands sent on their own (on a cluster,
+/// plain commands, a library load, or a script sent with its source after `NOSCRIPT` or
+/// a missing function) are not counted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pipelined {
-    /// Script calls sent in pipelines.
+    /// Function and script calls sent in pipelines.
     pub commands: u64,
     /// Pipelines they were sent in.
     pub pipelines: u64,

@@ -1,8 +1,10 @@
 //! [`RedisBackend`]: state in Redis (standalone or Cluster), shared by every process.
 //!
-//! * Every built-in strategy runs as one Lua script (`scripts/*.lua`): one round trip per
-//!   decision (`EVALSHA`, falling back to `EVAL` once on `NOSCRIPT`), atomic on the
-//!   server, no client-side lock. The scripts read the server's `TIME`, so clock skew
+//! * Every built-in strategy runs as one Lua function on the server (`scripts/*.lua`):
+//!   one round trip per decision, atomic on the server, no client-side lock. On a
+//!   standalone Redis 7 the functions are a library loaded once (`FCALL`; see
+//!   [`RedisBackendBuilder::functions`]); in a cluster, or on a server without functions,
+//!   they run as scripts (`EVALSHA`, falling back to `EVAL` once on `NOSCRIPT`). The scripts read the server's `TIME`, so clock skew
 //!   between app servers cannot break a limit, and every key they write has a TTL.
 //! * On a standalone server, decisions made at the same moment go out together as one
 //!   pipeline (one write, one read on the server), each with its own reply and its own
@@ -40,7 +42,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
-use deadpool_redis::redis::{self, Cmd, FromRedisValue, RedisError};
+use deadpool_redis::redis::{self, Cmd, FromRedisValue, RedisError, RedisResult, Value};
 
 pub use batch::Pipelined;
 pub use conn::{ConnectFuture, ConnectionFactory};
@@ -107,6 +109,9 @@ struct Inner {
     closed: AtomicBool,
     denials: Option<DenialCache>,
     next_token: AtomicU64,
+    /// Whether scripts run as the function library (`FCALL`); cleared for good when the
+    /// server turns out not to have functions.
+    functions: AtomicBool,
 }
 
 /// Configures a [`RedisBackend`]; see [`RedisBackend::builder`].
@@ -117,6 +122,7 @@ pub struct RedisBackendBuilder {
     clock: Option<SharedClock>,
     source: Option<PendingSource>,
     cache_denials: bool,
+    functions: bool,
     on_error: FailurePolicy,
     timeout: Duration,
     connect_timeout: Duration,
@@ -305,6 +311,21 @@ impl RedisBackendBuilder {
         self
     }
 
+    /// Runs the built-in strategies as a Redis function library (`FCALL`, Redis 7 and
+    /// later) rather than as scripts (`EVALSHA`). On by default, on a standalone server;
+    /// a Redis Cluster always uses scripts.
+    ///
+    /// The library is loaded (`FUNCTION LOAD`) by the first call that finds it missing,
+    /// which itself runs as a script; a server without functions (before Redis 7, or a
+    /// user not allowed `FCALL` or `FUNCTION LOAD`) is detected the same way, and the
+    /// backend uses scripts from then on. Functions decide exactly as scripts do, for
+    /// less of Redis's time: a script call makes the helpers' closures every time, a
+    /// function finds them made when its library was loaded.
+    pub fn functions(mut self, enabled: bool) -> Self {
+        self.functions = enabled;
+        self
+    }
+
     /// The backend; [`Error::Configuration`] for a bad URL, a missing connection source,
     /// or a namespace containing `{` or `}` (it would capture the keys' hash tags).
     pub fn build(self) -> Result<RedisBackend> {
@@ -325,6 +346,7 @@ impl RedisBackendBuilder {
             let clock_ms = i64::try_from(clock.now_micros() / 1000).unwrap_or(i64::MAX);
             (clock, real_ms - clock_ms + EXPLICIT_CLOCK_MARGIN_MS)
         });
+        let functions = self.functions && !source.is_cluster();
         Ok(RedisBackend {
             inner: Arc::new(Inner {
                 prefix: format!("{}:", self.namespace),
@@ -337,6 +359,7 @@ impl RedisBackendBuilder {
                 closed: AtomicBool::new(false),
                 denials: self.cache_denials.then(DenialCache::default),
                 next_token: AtomicU64::new(1),
+                functions: AtomicBool::new(functions),
             }),
         })
     }
@@ -363,6 +386,7 @@ impl RedisBackend {
             clock: None,
             source: None,
             cache_denials: false,
+            functions: true,
             on_error: FailurePolicy::Raise,
             timeout: DEFAULT_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
@@ -401,8 +425,8 @@ impl RedisBackend {
         full
     }
 
-    /// The script calls (decisions first) coalesced into pipelines so far, and how many
-    /// pipelines they took.
+    /// The function and script calls (decisions first) coalesced into pipelines so far,
+    /// and how many pipelines they took.
     ///
     /// ```no_run
     /// # async fn demo(backend: traffik_core::RedisBackend) {
@@ -444,7 +468,8 @@ impl RedisBackend {
         result.map_err(|e| self.failure(e))
     }
 
-    /// Runs `script` on `key` with the clock arguments, then `args`.
+    /// Runs `script` on `key` with the clock arguments, then `args`: as a function of the
+    /// library when the server has them, else as a script.
     async fn eval<T: FromRedisValue>(
         &self,
         script: &LuaScript,
@@ -464,23 +489,97 @@ impl RedisBackend {
             args(&mut cmd);
             cmd
         };
-        let result = match self
+        let reply = if self.inner.functions.load(Ordering::Relaxed) {
+            match self
+                .inner
+                .conn
+                .batched(build("FCALL", &script.function))
+                .await?
+            {
+                Err(e) if missing_function(&e) => self.load_library(&build, script).await?,
+                Err(e) if without_functions(&e) => {
+                    self.stop_functions(&e);
+                    self.eval_script(&build, script).await?
+                }
+                reply => reply,
+            }
+        } else {
+            self.eval_script(&build, script).await?
+        };
+        reply
+            .and_then(|value| redis::from_redis_value(value).map_err(RedisError::from))
+            .map_err(|e| self.script_error(e, key))
+    }
+
+    /// `script` as a script: `EVALSHA`, then `EVAL` with the source if this server's
+    /// script cache does not have it yet (so that later calls find the SHA).
+    async fn eval_script(
+        &self,
+        build: &impl Fn(&str, &str) -> Cmd,
+        script: &LuaScript,
+    ) -> Result<RedisResult<Value>> {
+        match self
             .inner
             .conn
             .batched(build("EVALSHA", &script.sha))
             .await?
         {
-            Err(e) if e.code() == Some("NOSCRIPT") => {
-                // Not in this server's script cache yet: EVAL sends the source and
-                // caches it, so later calls find the SHA.
-                let mut conn: Conn = self.inner.conn.get().await?;
-                let eval = build("EVAL", &script.source);
-                self.inner.conn.watched(conn::query(&mut conn, &eval)).await
+            Err(e) if e.code() == Some("NOSCRIPT") => self.eval_source(build, script).await,
+            reply => Ok(reply),
+        }
+    }
+
+    /// `script` sent whole (`EVAL`), on a connection of its own: it succeeds whatever is
+    /// or is not loaded on the server.
+    async fn eval_source(
+        &self,
+        build: &impl Fn(&str, &str) -> Cmd,
+        script: &LuaScript,
+    ) -> Result<RedisResult<Value>> {
+        let mut conn: Conn = self.inner.conn.get().await?;
+        let eval = build("EVAL", &script.source);
+        Ok(self.inner.conn.watched(conn::query(&mut conn, &eval)).await)
+    }
+
+    /// After `FCALL` found no function: loads the library (`FUNCTION LOAD REPLACE`) for
+    /// the calls to come, and answers this one as a script. A server that refuses the
+    /// library (no functions, not allowed) is left to scripts from then on.
+    async fn load_library(
+        &self,
+        build: &impl Fn(&str, &str) -> Cmd,
+        script: &LuaScript,
+    ) -> Result<RedisResult<Value>> {
+        let library = &SCRIPTS.library;
+        let mut load = Cmd::new();
+        load.arg("FUNCTION")
+            .arg("LOAD")
+            .arg("REPLACE")
+            .arg(&library.source);
+        let mut conn: Conn = self.inner.conn.get().await?;
+        let loaded: RedisResult<String> =
+            self.inner.conn.watched(conn::query(&mut conn, &load)).await;
+        match loaded {
+            Ok(_) => tracing::debug!(library = %library.name, "Redis function library loaded"),
+            Err(e)
+                if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError)
+                    || without_functions(&e) =>
+            {
+                self.stop_functions(&e);
             }
-            Err(e) => Err(e),
-            Ok(value) => redis::from_redis_value(value).map_err(RedisError::from),
-        };
-        result.map_err(|e| self.script_error(e, key))
+            Err(e) => return Err(self.failure(e)),
+        }
+        self.eval_source(build, script).await
+    }
+
+    /// Turns functions off for this backend, after the server refused them.
+    fn stop_functions(&self, error: &RedisError) {
+        if self.inner.functions.swap(false, Ordering::Relaxed) {
+            tracing::warn!(
+                namespace = %self.inner.namespace,
+                %error,
+                "Redis functions unavailable; Traffik runs its strategies as scripts"
+            );
+        }
     }
 
     /// `error` as this crate's, after forgetting the shared connection if it may be
@@ -887,6 +986,27 @@ fn decision_from(reply: &[u8]) -> Result<Decision> {
         0 => Decision::deny(limit, remaining, Duration::from_micros(wait), reset),
         _ => return Err(unexpected()),
     })
+}
+
+/// Whether `FCALL` failed because the function is not loaded on this server (a new
+/// server, a restart, `FUNCTION FLUSH`).
+fn missing_function(error: &RedisError) -> bool {
+    error.code() == Some("ERR")
+        && error
+            .detail()
+            .is_some_and(|detail| detail.starts_with("Function not found"))
+}
+
+/// Whether the server has no functions for this client: an unknown command (before
+/// Redis 7, or a proxy that does not pass it on) or one the user is not allowed.
+fn without_functions(error: &RedisError) -> bool {
+    match error.code() {
+        Some("NOPERM") => true,
+        Some("ERR") => error
+            .detail()
+            .is_some_and(|detail| detail.starts_with("unknown command")),
+        _ => false,
+    }
 }
 
 /// Denials remembered in process ([`RedisBackendBuilder::cache_denials`]).

@@ -1,9 +1,15 @@
 //! The Lua scripts and how a built-in strategy maps onto one.
 //!
-//! Each script is `prelude.lua` followed by its own file. A built-in runs as its script
-//! only when every quantity the script computes stays an exact integer in a Lua double
-//! (below 2^53); see [`plan`]. Anything else takes the generic compare-and-set path.
+//! Each script is `prelude.lua` (the helpers), then `clock.lua` (the time of the call),
+//! then its own file, run with `EVALSHA`. The same pieces also make one Redis 7 function
+//! library ([`Library`]): the helpers are defined once, when the library is loaded, and
+//! each script becomes a function (`FCALL`) that reads the clock and runs its body. A call
+//! then skips what `EVALSHA` repeats each time: making the helpers' closures. A built-in
+//! runs as its script only when every quantity the script computes stays an exact
+//! integer in a Lua double (below 2^53); see [`plan`]. Anything else takes the generic
+//! compare-and-set path.
 
+use std::fmt::Write as _;
 use std::sync::LazyLock;
 
 use deadpool_redis::redis;
@@ -12,20 +18,26 @@ use crate::rate::Rate;
 use crate::strategy::Builtin;
 
 const PRELUDE: &str = include_str!("scripts/prelude.lua");
+const CLOCK: &str = include_str!("scripts/clock.lua");
 
-/// One script: its full source and SHA1 (for `EVALSHA`).
+/// One script: its full source and SHA1 (for `EVAL`/`EVALSHA`), and the name of the same
+/// code as a function of the [`Library`] (for `FCALL`).
 #[derive(Debug)]
 pub(super) struct LuaScript {
     pub source: String,
     pub sha: String,
+    pub function: String,
 }
 
-impl LuaScript {
-    fn new(body: &str) -> Self {
-        let source = format!("{PRELUDE}{body}");
-        let sha = redis::Script::new(&source).get_hash().to_owned();
-        Self { source, sha }
-    }
+/// The function library: every script as a function, under names that carry a hash of
+/// the code, so that processes running different versions of Traffik against one server
+/// each find their own functions.
+#[derive(Debug)]
+pub(super) struct Library {
+    /// The library's name (`traffik_<hash>`).
+    pub name: String,
+    /// The code given to `FUNCTION LOAD`.
+    pub source: String,
 }
 
 pub(super) struct Scripts {
@@ -35,16 +47,61 @@ pub(super) struct Scripts {
     pub sliding_window_counter: LuaScript,
     pub meter: LuaScript,
     pub gcra: LuaScript,
+    pub library: Library,
 }
 
-pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    primitives: LuaScript::new(include_str!("scripts/primitives.lua")),
-    fixed_window: LuaScript::new(include_str!("scripts/fixed_window.lua")),
-    sliding_window_log: LuaScript::new(include_str!("scripts/sliding_window_log.lua")),
-    sliding_window_counter: LuaScript::new(include_str!("scripts/sliding_window_counter.lua")),
-    meter: LuaScript::new(include_str!("scripts/meter.lua")),
-    gcra: LuaScript::new(include_str!("scripts/gcra.lua")),
-});
+/// Each script's name (its function's suffix) and body.
+const BODIES: [(&str, &str); 6] = [
+    ("primitives", include_str!("scripts/primitives.lua")),
+    ("fixed_window", include_str!("scripts/fixed_window.lua")),
+    (
+        "sliding_window_log",
+        include_str!("scripts/sliding_window_log.lua"),
+    ),
+    (
+        "sliding_window_counter",
+        include_str!("scripts/sliding_window_counter.lua"),
+    ),
+    ("meter", include_str!("scripts/meter.lua")),
+    ("gcra", include_str!("scripts/gcra.lua")),
+];
+
+pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(build);
+
+fn build() -> Scripts {
+    let sha1 = |text: &str| redis::Script::new(text).get_hash().to_owned();
+    let sources = BODIES.map(|(_, body)| format!("{PRELUDE}{CLOCK}{body}"));
+    let name = format!("traffik_{}", &sha1(&sources.concat())[..16]);
+    // Function bodies take their keys and arguments under the names scripts read them
+    // by, so that each body is the same text in both forms.
+    let mut library = format!("#!lua name={name}\n{PRELUDE}");
+    for (function, body) in BODIES {
+        let _ = write!(
+            library,
+            "\nredis.register_function('{name}_{function}', function(KEYS, ARGV)\n{CLOCK}{body}\nend)\n"
+        );
+    }
+    let script = |index: usize| {
+        let source = sources[index].clone();
+        LuaScript {
+            sha: sha1(&source),
+            source,
+            function: format!("{name}_{}", BODIES[index].0),
+        }
+    };
+    Scripts {
+        primitives: script(0),
+        fixed_window: script(1),
+        sliding_window_log: script(2),
+        sliding_window_counter: script(3),
+        meter: script(4),
+        gcra: script(5),
+        library: Library {
+            name,
+            source: library,
+        },
+    }
+}
 
 /// Every product of a count and the period stays at or below this, so that sums of a few
 /// of them stay below 2^53.

@@ -1,23 +1,17 @@
--- Shared by every Traffik script (prepended at build time).
+-- Shared by every Traffik script and function: the helpers (prepended at build time;
+-- in the function library, defined once when it is loaded).
 --
--- ARGV[1]: now in microseconds since the Unix epoch, or '' to read the server's TIME.
--- ARGV[2]: '' when key expiry is Redis's own (server clock); otherwise the offset in
---          milliseconds between the caller's clock and the real expiry times, and expiry
---          is judged against ARGV[1] from each key's PEXPIRETIME (an explicit clock:
---          tests, simulations).
+-- NOW and OFFSET are set at the start of each call by clock.lua:
+-- NOW: the time of this call, in microseconds since the Unix epoch.
+-- OFFSET: nil when key expiry is Redis's own (server clock); otherwise the offset in
+--         milliseconds between the caller's clock and the real expiry times, and expiry
+--         is judged against NOW from each key's PEXPIRETIME (an explicit clock: tests,
+--         simulations).
 --
 -- Lua numbers are doubles: every quantity here is an integer below 2^53 (the backend
 -- checks the configuration before choosing a script), so all arithmetic is exact.
 
-local NOW
-if ARGV[1] ~= '' then
-  NOW = tonumber(ARGV[1])
-else
-  local t = redis.call('TIME')
-  NOW = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
-local OFFSET = nil
-if ARGV[2] ~= '' then OFFSET = tonumber(ARGV[2]) end
+local NOW, OFFSET
 
 -- An integer as text (tostring would use %.14g and lose digits).
 local function int(n)
