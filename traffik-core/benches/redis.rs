@@ -115,6 +115,25 @@ async fn run() {
             per_second / incr
         );
     }
+    // The same decisions as scripts (`EVALSHA`), what a server without functions runs.
+    let scripts = RedisBackend::builder("bench")
+        .pool(pool.clone())
+        .functions(false)
+        .build()
+        .unwrap();
+    let as_scripts: Vec<(&str, Arc<dyn Algorithm>)> = vec![
+        ("fixed window", Arc::new(FixedWindow)),
+        ("gcra", Arc::new(Gcra::new())),
+    ];
+    for (name, algorithm) in as_scripts {
+        let per_second =
+            support::decisions(secs, scripts.clone(), algorithm, rate, keys.clone()).await;
+        println!(
+            "{:<40} {per_second:>10.0} /s  ({:.2}x INCR)",
+            format!("decide as a script: {name}"),
+            per_second / incr
+        );
+    }
     backend.reset().await.unwrap();
     let mut conn = shared.clone();
     let keys: Vec<String> = redis::cmd("KEYS")
