@@ -505,12 +505,24 @@ impl ClientIpConfig {
                 self.walk(peer, RevEntries::new(lines, true), forwarded_for)
             }
             ProxyHeader::XForwardedFor => {
-                let lines = headers.get_all(X_FORWARDED_FOR).into_iter().rev();
-                self.walk(peer, RevEntries::new(lines, false), plain_node)
+                let mut lines = headers.get_all(X_FORWARDED_FOR).into_iter();
+                if let (Some(line), None) = (lines.next(), lines.next()) {
+                    if let Some(ip) = lone_address(line) {
+                        return Some(ip);
+                    }
+                }
+                self.walk_x_forwarded_for(peer, headers)
             }
             ProxyHeader::XRealIp => single_ip(peer, headers.get_all(X_REAL_IP).into_iter()),
             ProxyHeader::SingleIp(name) => single_ip(peer, headers.get_all(name).into_iter()),
         }
+    }
+
+    /// `X-Forwarded-For` walked entry by entry: [`read_header`](Self::read_header) when the
+    /// header is not one address alone.
+    fn walk_x_forwarded_for(&self, peer: IpAddr, headers: &HeaderMap) -> Option<IpAddr> {
+        let lines = headers.get_all(X_FORWARDED_FOR).into_iter().rev();
+        self.walk(peer, RevEntries::new(lines, false), plain_node)
     }
 
     /// Walks a list of hops from the right: trusted proxies are skipped, the first untrusted
@@ -551,6 +563,19 @@ impl ClientIpConfig {
         // Every entry was a trusted proxy: the leftmost is the client.
         any.then_some(last_trusted)
     }
+}
+
+/// The address a one-line `X-Forwarded-For` holds when it is one address and nothing
+/// else, the usual case behind one proxy: what walking the list gives (that address,
+/// trusted or not, since it is the leftmost entry), without splitting, trimming and
+/// checking it entry by entry. `None` sends anything else (several entries, a port,
+/// `unknown`, bytes that are not visible ASCII, a line at the byte limit) to the walk.
+fn lone_address(line: &HeaderValue) -> Option<IpAddr> {
+    if line.len() >= MAX_BYTES {
+        return None;
+    }
+    let text = line.to_str().ok()?.trim_matches([' ', '\t']);
+    text.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
 }
 
 /// A header of one address set by the proxy: the address, or `peer` if the header is
@@ -1612,6 +1637,41 @@ mod tests {
             if !peer_trusted {
                 prop_assert_eq!(got, peer);
             }
+        }
+
+        /// A one-line `X-Forwarded-For` read as one address gives what the walk gives.
+        #[test]
+        fn client_ip_lone_address_is_what_the_walk_finds(
+            address in prop_oneof![
+                any::<u32>().prop_map(|bits| std::net::Ipv4Addr::from(bits).to_string()),
+                any::<u128>().prop_map(|bits| std::net::Ipv6Addr::from(bits).to_string()),
+                any::<u32>().prop_map(|bits| std::net::Ipv4Addr::from(bits).to_ipv6_mapped().to_string()),
+                prop::sample::select(vec!["10.0.0.7".to_owned(), "::1".to_owned(), "01.2.3.4".to_owned()]),
+            ],
+            before in "[ \t]{0,3}",
+            after in "[ \t]{0,3}",
+            tail in prop::option::of(header_bytes()),
+            peer_trusted in any::<bool>(),
+        ) {
+            let mut value = format!("{before}{address}{after}").into_bytes();
+            if let Some(tail) = tail {
+                value.extend_from_slice(&tail);
+            }
+            let Ok(value) = HeaderValue::from_bytes(&value) else {
+                return Ok(());
+            };
+            let mut headers = HeaderMap::new();
+            headers.insert(X_FORWARDED_FOR, value.clone());
+            let config = behind_proxies();
+            let peer = if peer_trusted { ip("10.0.0.1") } else { ip("198.51.100.1") };
+            let walked = config.walk_x_forwarded_for(peer, &headers);
+            if let Some(lone) = lone_address(&value) {
+                prop_assert_eq!(Some(lone), walked);
+            }
+            prop_assert_eq!(
+                config.read_header(&ProxyHeader::XForwardedFor, peer, &headers),
+                walked
+            );
         }
 
         /// Whatever a client puts in front, the entry a trusted proxy appends decides.
