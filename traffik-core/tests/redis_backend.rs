@@ -5,7 +5,6 @@
 
 mod redis_support;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -46,38 +45,6 @@ async fn raw() -> redis::aio::MultiplexedConnection {
         .get_multiplexed_async_connection()
         .await
         .unwrap()
-}
-
-/// Held by the tests that delete the function libraries, and by those that look at
-/// them: one deleting them while another checks they are loaded would fail it.
-static LIBRARIES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// The names of the Traffik function libraries loaded on the server.
-async fn function_libraries(conn: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
-    let libraries: Vec<HashMap<String, redis::Value>> = redis::cmd("FUNCTION")
-        .arg("LIST")
-        .arg("LIBRARYNAME")
-        .arg("traffik_*")
-        .query_async(conn)
-        .await
-        .unwrap();
-    libraries
-        .into_iter()
-        .filter_map(|mut library| library.remove("library_name"))
-        .map(|name| redis::from_redis_value(name).unwrap())
-        .collect()
-}
-
-/// Deletes the Traffik function libraries (only those: the server may be shared).
-async fn delete_function_libraries(conn: &mut redis::aio::MultiplexedConnection) {
-    for name in function_libraries(conn).await {
-        // Another test may have deleted it meanwhile.
-        let _: redis::RedisResult<()> = redis::cmd("FUNCTION")
-            .arg("DELETE")
-            .arg(&name)
-            .query_async(conn)
-            .await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -479,90 +446,6 @@ async fn the_server_clock_judges_by_default() {
     b.reset().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_function_library_is_loaded_again_when_missing() {
-    if redis_support::skip() {
-        return;
-    }
-    let _libraries = LIBRARIES.lock().await;
-    let b = backend(&namespace("library"));
-    let rate: Rate = "2/m".parse().unwrap();
-    let mut conn = raw().await;
-    assert!(
-        b.decide("{c}", &FixedWindow, &rate, 1)
-            .await
-            .unwrap()
-            .allowed
-    );
-    assert!(!function_libraries(&mut conn).await.is_empty());
-    // Gone (a restart, a FUNCTION FLUSH): the next decision still counts, and loads it.
-    delete_function_libraries(&mut conn).await;
-    assert!(
-        b.decide("{c}", &FixedWindow, &rate, 1)
-            .await
-            .unwrap()
-            .allowed
-    );
-    assert!(!function_libraries(&mut conn).await.is_empty());
-    assert!(
-        !b.decide("{c}", &FixedWindow, &rate, 1)
-            .await
-            .unwrap()
-            .allowed
-    );
-    b.reset().await.unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_user_without_functions_is_served_by_scripts() {
-    if redis_support::skip() {
-        return;
-    }
-    let url = redis_support::url();
-    let Some(address) = url.strip_prefix("redis://").filter(|a| !a.contains('@')) else {
-        eprintln!("skipped: {url} carries credentials of its own");
-        return;
-    };
-    // A user allowed everything but functions, as some managed services set them up.
-    let user = format!("traffik-nofn-{}", std::process::id());
-    let mut conn = raw().await;
-    let () = redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg(&user)
-        .arg("on")
-        .arg("nopass")
-        .arg("~*")
-        .arg("&*")
-        .arg("+@all")
-        .arg("-fcall")
-        .arg("-function")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let b = RedisBackend::builder(namespace("nofn"))
-        .url(format!("redis://{user}:unused@{address}"))
-        .build()
-        .unwrap();
-    let rate: Rate = "3/m".parse().unwrap();
-    let mut admitted = 0;
-    for _ in 0..5 {
-        admitted += u32::from(
-            b.decide("{c}", &FixedWindow, &rate, 1)
-                .await
-                .unwrap()
-                .allowed,
-        );
-    }
-    assert_eq!(admitted, 3);
-    b.reset().await.unwrap();
-    let _: i64 = redis::cmd("ACL")
-        .arg("DELUSER")
-        .arg(&user)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-}
-
 /// A backend whose connection is made (one decision on a key of its own), for tests that
 /// count what the next decisions send.
 async fn connected(test: &str, rate: &Rate) -> RedisBackend {
@@ -649,8 +532,7 @@ async fn a_bad_key_fails_alone_in_its_pipeline() {
         .unwrap();
     // And the function library deleted: every decision of the batch finds its function
     // missing first (and NOSCRIPT, were the scripts the backend's way).
-    let _libraries = LIBRARIES.lock().await;
-    delete_function_libraries(&mut conn).await;
+    redis_support::delete_function_libraries(&mut conn).await;
     let () = redis::cmd("SCRIPT")
         .arg("FLUSH")
         .query_async(&mut conn)

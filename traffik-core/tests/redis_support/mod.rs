@@ -6,9 +6,12 @@
 
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::OnceLock;
 use std::time::Duration;
+
+use traffik_core::backend::deadpool_redis::redis;
 
 pub fn url() -> String {
     std::env::var("TRAFFIK_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
@@ -64,4 +67,32 @@ pub fn skip() -> bool {
 pub fn skip_cluster() -> bool {
     static SKIP: OnceLock<bool> = OnceLock::new();
     *SKIP.get_or_init(|| check("redis cluster", &cluster_urls()))
+}
+
+/// The names of the Traffik function libraries loaded on the server.
+pub async fn function_libraries(conn: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
+    let libraries: Vec<HashMap<String, redis::Value>> = redis::cmd("FUNCTION")
+        .arg("LIST")
+        .arg("LIBRARYNAME")
+        .arg("traffik_*")
+        .query_async(conn)
+        .await
+        .unwrap();
+    libraries
+        .into_iter()
+        .filter_map(|mut library| library.remove("library_name"))
+        .map(|name| redis::from_redis_value(name).unwrap())
+        .collect()
+}
+
+/// Deletes the Traffik function libraries (only those: the server may be shared).
+pub async fn delete_function_libraries(conn: &mut redis::aio::MultiplexedConnection) {
+    for name in function_libraries(conn).await {
+        // Another test may have deleted it meanwhile.
+        let _: redis::RedisResult<()> = redis::cmd("FUNCTION")
+            .arg("DELETE")
+            .arg(&name)
+            .query_async(conn)
+            .await;
+    }
 }

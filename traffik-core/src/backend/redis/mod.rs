@@ -112,6 +112,10 @@ struct Inner {
     /// Whether scripts run as the function library (`FCALL`); cleared for good when the
     /// server turns out not to have functions.
     functions: AtomicBool,
+    /// Set while a call loads the function library (see [`LibraryLoad`]).
+    loading_library: AtomicBool,
+    /// The function library's successful loads so far.
+    library_loads: AtomicU64,
 }
 
 /// Configures a [`RedisBackend`]; see [`RedisBackend::builder`].
@@ -360,6 +364,8 @@ impl RedisBackendBuilder {
                 denials: self.cache_denials.then(DenialCache::default),
                 next_token: AtomicU64::new(1),
                 functions: AtomicBool::new(functions),
+                loading_library: AtomicBool::new(false),
+                library_loads: AtomicU64::new(0),
             }),
         })
     }
@@ -490,13 +496,14 @@ impl RedisBackend {
             cmd
         };
         let reply = if self.inner.functions.load(Ordering::Relaxed) {
+            let loads = self.inner.library_loads.load(Ordering::Acquire);
             match self
                 .inner
                 .conn
                 .batched(build("FCALL", &script.function))
                 .await?
             {
-                Err(e) if missing_function(&e) => self.load_library(&build, script).await?,
+                Err(e) if missing_function(&e) => self.load_library(&build, script, loads).await?,
                 Err(e) if without_functions(&e) => {
                     self.stop_functions(&e);
                     self.eval_script(&build, script).await?
@@ -542,31 +549,46 @@ impl RedisBackend {
     }
 
     /// After `FCALL` found no function: loads the library (`FUNCTION LOAD REPLACE`) for
-    /// the calls to come, and answers this one as a script. A server that refuses the
-    /// library (no functions, not allowed) is left to scripts from then on.
+    /// the calls to come, and answers this one as a script. `loads` is how many loads had
+    /// succeeded when the `FCALL` was sent. Compiling the library takes Redis about a
+    /// millisecond, so a backend loads it once per disappearance: not while another call
+    /// loads it, nor when a load succeeded after this call's `FCALL` left (its answer was
+    /// older than the library); those calls run as scripts. A server that refuses the library for good (no functions, not allowed, a
+    /// library it cannot compile) is left to scripts from then on; any other failure (out
+    /// of memory, a busy server, a dropped connection) leaves the next call to try again.
     async fn load_library(
         &self,
         build: &impl Fn(&str, &str) -> Cmd,
         script: &LuaScript,
+        loads: u64,
     ) -> Result<RedisResult<Value>> {
-        let library = &SCRIPTS.library;
-        let mut load = Cmd::new();
-        load.arg("FUNCTION")
-            .arg("LOAD")
-            .arg("REPLACE")
-            .arg(&library.source);
-        let mut conn: Conn = self.inner.conn.get().await?;
-        let loaded: RedisResult<String> =
-            self.inner.conn.watched(conn::query(&mut conn, &load)).await;
-        match loaded {
-            Ok(_) => tracing::debug!(library = %library.name, "Redis function library loaded"),
-            Err(e)
-                if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError)
-                    || without_functions(&e) =>
-            {
-                self.stop_functions(&e);
+        let loaded_since = self.inner.library_loads.load(Ordering::Acquire) != loads;
+        let load = if loaded_since {
+            None
+        } else {
+            LibraryLoad::start(&self.inner.loading_library)
+        };
+        if let Some(_loading) = load {
+            let library = &SCRIPTS.library;
+            let mut load = Cmd::new();
+            load.arg("FUNCTION")
+                .arg("LOAD")
+                .arg("REPLACE")
+                .arg(&library.source);
+            let mut conn: Conn = self.inner.conn.get().await?;
+            let loaded: RedisResult<String> =
+                self.inner.conn.watched(conn::query(&mut conn, &load)).await;
+            match loaded {
+                Ok(_) => {
+                    self.inner.library_loads.fetch_add(1, Ordering::AcqRel);
+                    tracing::debug!(library = %library.name, "Redis function library loaded");
+                }
+                Err(e) if without_functions(&e) || not_compiled(&e) => self.stop_functions(&e),
+                Err(e) => {
+                    self.inner.conn.failed(&e);
+                    tracing::debug!(error = %e, "Redis function library not loaded this time");
+                }
             }
-            Err(e) => return Err(self.failure(e)),
         }
         self.eval_source(build, script).await
     }
@@ -995,6 +1017,33 @@ fn missing_function(error: &RedisError) -> bool {
         && error
             .detail()
             .is_some_and(|detail| detail.starts_with("Function not found"))
+}
+
+/// Whether `FUNCTION LOAD` failed on the library's code itself.
+fn not_compiled(error: &RedisError) -> bool {
+    error
+        .detail()
+        .is_some_and(|detail| detail.starts_with("Error compiling"))
+}
+
+/// The one library load a backend runs at a time: held while it runs, released when
+/// dropped, so that a load abandoned half-way (its request timed out) does not block the
+/// next.
+struct LibraryLoad<'a>(&'a AtomicBool);
+
+impl<'a> LibraryLoad<'a> {
+    /// The right to load, unless a load is already under way.
+    fn start(loading: &'a AtomicBool) -> Option<Self> {
+        // Built only when the flag was clear: a guard made and dropped here would clear
+        // the flag of the load under way.
+        (!loading.swap(true, Ordering::AcqRel)).then(|| Self(loading))
+    }
+}
+
+impl Drop for LibraryLoad<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 /// Whether the server has no functions for this client: an unknown command (before
