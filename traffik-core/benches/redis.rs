@@ -101,20 +101,6 @@ async fn run() {
             Arc::new(SlidingWindowLog),
         ),
     ];
-    for (name, algorithm) in algorithms {
-        let rate: Rate = if name.starts_with("sliding window log") {
-            "100/s".parse().unwrap()
-        } else {
-            rate
-        };
-        let per_second =
-            support::decisions(secs, backend.clone(), algorithm, rate, keys.clone()).await;
-        println!(
-            "{:<40} {per_second:>10.0} /s  ({:.2}x INCR)",
-            format!("decide: {name}"),
-            per_second / incr
-        );
-    }
     // The same decisions as scripts (`EVALSHA`), what a server without functions runs.
     let scripts = RedisBackend::builder("bench")
         .pool(pool.clone())
@@ -125,12 +111,22 @@ async fn run() {
         ("fixed window", Arc::new(FixedWindow)),
         ("gcra", Arc::new(Gcra::new())),
     ];
-    for (name, algorithm) in as_scripts {
-        let per_second =
-            support::decisions(secs, scripts.clone(), algorithm, rate, keys.clone()).await;
+    let runs =
+        algorithms
+            .into_iter()
+            .map(|(name, algorithm)| (format!("decide: {name}"), &backend, algorithm))
+            .chain(as_scripts.into_iter().map(|(name, algorithm)| {
+                (format!("decide as a script: {name}"), &scripts, algorithm)
+            }));
+    for (label, on, algorithm) in runs {
+        let rate: Rate = if label.contains("sliding window log") {
+            "100/s".parse().unwrap()
+        } else {
+            rate
+        };
+        let per_second = support::decisions(secs, on.clone(), algorithm, rate, keys.clone()).await;
         println!(
-            "{:<40} {per_second:>10.0} /s  ({:.2}x INCR)",
-            format!("decide as a script: {name}"),
+            "{label:<40} {per_second:>10.0} /s  ({:.2}x INCR)",
             per_second / incr
         );
     }

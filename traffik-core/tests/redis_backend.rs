@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use deadpool_redis::redis;
+use redis_support::raw;
 use traffik_core::{
     Algorithm, Backend, Error, FixedWindow, Gcra, InMemoryBackend, LeakyBucketWithQueue,
     LockOptions, ManualClock, Rate, RedisBackend, SlidingWindowCounter, SlidingWindowLog,
@@ -36,14 +37,6 @@ fn manual(ns: &str, clock: &ManualClock) -> RedisBackend {
         .url(redis_support::url())
         .clock(clock.clone())
         .build()
-        .unwrap()
-}
-
-async fn raw() -> redis::aio::MultiplexedConnection {
-    redis::Client::open(redis_support::url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
         .unwrap()
 }
 
@@ -291,29 +284,14 @@ async fn scripts_reload_after_script_flush() {
         .build()
         .unwrap();
     let rate: Rate = "2/m".parse().unwrap();
-    assert!(
-        b.decide("{c}", &FixedWindow, &rate, 1)
-            .await
-            .unwrap()
-            .allowed
-    );
+    assert!(redis_support::admits(&b, "{c}", &rate).await);
     let () = redis::cmd("SCRIPT")
         .arg("FLUSH")
         .query_async(&mut raw().await)
         .await
         .unwrap();
-    assert!(
-        b.decide("{c}", &FixedWindow, &rate, 1)
-            .await
-            .unwrap()
-            .allowed
-    );
-    assert!(
-        !b.decide("{c}", &FixedWindow, &rate, 1)
-            .await
-            .unwrap()
-            .allowed
-    );
+    assert!(redis_support::admits(&b, "{c}", &rate).await);
+    assert!(!redis_support::admits(&b, "{c}", &rate).await);
     b.reset().await.unwrap();
 }
 

@@ -6,46 +6,20 @@
 
 mod redis_support;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use deadpool_redis::redis;
 use traffik_core::{Backend, FixedWindow, Rate, RedisBackend};
 
 /// Held by the tests that delete the library or count its loads.
 static LIBRARIES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn namespace(test: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "rf-{test}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
 fn backend(test: &str) -> RedisBackend {
-    RedisBackend::from_url(redis_support::url(), namespace(test)).unwrap()
-}
-
-async fn raw() -> redis::aio::MultiplexedConnection {
-    redis::Client::open(redis_support::url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
+    RedisBackend::from_url(redis_support::url(), redis_support::namespace("rf", test)).unwrap()
 }
 
 /// How many `FUNCTION LOAD`s the server has run.
 async fn library_loads(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(conn)
-        .await
-        .unwrap();
-    info.lines()
-        .find_map(|line| line.strip_prefix("cmdstat_function|load:"))
-        .and_then(|stats| stats.split(',').find_map(|f| f.strip_prefix("calls=")))
-        .map_or(0, |calls| calls.parse().unwrap())
+    let stats = redis_support::command_stats(conn).await;
+    stats.get("function|load").copied().unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,13 +30,8 @@ async fn the_function_library_is_loaded_again_when_missing() {
     let _libraries = LIBRARIES.lock().await;
     let b = backend("library");
     let rate: Rate = "2/m".parse().unwrap();
-    let mut conn = raw().await;
-    assert!(
-        b.decide("{c}", &FixedWindow, &rate, 1)
-            .await
-            .unwrap()
-            .allowed
-    );
+    let mut conn = redis_support::raw().await;
+    assert!(redis_support::admits(&b, "{c}", &rate).await);
     assert!(
         !redis_support::function_libraries(&mut conn)
             .await
@@ -70,23 +39,13 @@ async fn the_function_library_is_loaded_again_when_missing() {
     );
     // Gone (a restart, a FUNCTION FLUSH): the next decision still counts, and loads it.
     redis_support::delete_function_libraries(&mut conn).await;
-    assert!(
-        b.decide("{c}", &FixedWindow, &rate, 1)
-            .await
-            .unwrap()
-            .allowed
-    );
+    assert!(redis_support::admits(&b, "{c}", &rate).await);
     assert!(
         !redis_support::function_libraries(&mut conn)
             .await
             .is_empty()
     );
-    assert!(
-        !b.decide("{c}", &FixedWindow, &rate, 1)
-            .await
-            .unwrap()
-            .allowed
-    );
+    assert!(!redis_support::admits(&b, "{c}", &rate).await);
     b.reset().await.unwrap();
 }
 
@@ -102,7 +61,7 @@ async fn a_user_without_functions_is_served_by_scripts() {
     };
     // A user allowed everything but functions, as some managed services set them up.
     let user = format!("traffik-nofn-{}", std::process::id());
-    let mut conn = raw().await;
+    let mut conn = redis_support::raw().await;
     let () = redis::cmd("ACL")
         .arg("SETUSER")
         .arg(&user)
@@ -116,19 +75,14 @@ async fn a_user_without_functions_is_served_by_scripts() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let b = RedisBackend::builder(namespace("nofn"))
+    let b = RedisBackend::builder(redis_support::namespace("rf", "nofn"))
         .url(format!("redis://{user}:unused@{address}"))
         .build()
         .unwrap();
     let rate: Rate = "3/m".parse().unwrap();
     let mut admitted = 0;
     for _ in 0..5 {
-        admitted += u32::from(
-            b.decide("{c}", &FixedWindow, &rate, 1)
-                .await
-                .unwrap()
-                .allowed,
-        );
+        admitted += u32::from(redis_support::admits(&b, "{c}", &rate).await);
     }
     assert_eq!(admitted, 3);
     b.reset().await.unwrap();
@@ -148,15 +102,10 @@ async fn concurrent_calls_that_find_the_library_missing_load_it_once() {
     let _libraries = LIBRARIES.lock().await;
     let b = backend("once");
     let rate: Rate = "50/m".parse().unwrap();
-    let mut conn = raw().await;
+    let mut conn = redis_support::raw().await;
     // The connection made, then the library gone: the next 64 decisions, sent together,
     // all find their function missing.
-    assert!(
-        b.decide("{warm}", &FixedWindow, &rate, 1)
-            .await
-            .unwrap()
-            .allowed
-    );
+    assert!(redis_support::admits(&b, "{warm}", &rate).await);
     redis_support::delete_function_libraries(&mut conn).await;
     let before = library_loads(&mut conn).await;
     let tasks: Vec<_> = (0..64)

@@ -15,21 +15,6 @@ use traffik_core::{
     TokenBucket,
 };
 
-async fn command_stats(conn: &mut redis::aio::MultiplexedConnection) -> HashMap<String, u64> {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(conn)
-        .await
-        .unwrap();
-    info.lines()
-        .filter_map(|line| {
-            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest.split(',').find_map(|f| f.strip_prefix("calls="))?;
-            Some((name.to_owned(), calls.parse().ok()?))
-        })
-        .collect()
-}
-
 fn delta(before: &HashMap<String, u64>, after: &HashMap<String, u64>) -> HashMap<String, u64> {
     after
         .iter()
@@ -78,7 +63,7 @@ async fn one_call_per_decision(functions: bool, verb: &str) {
         let passed = 'attempts: {
             for attempt in 0..3 {
                 let key = format!("{{client-{attempt}}}:scope");
-                let before = command_stats(&mut stats_conn).await;
+                let before = redis_support::command_stats(&mut stats_conn).await;
                 let mut admitted = 0;
                 for _ in 0..N {
                     admitted += u64::from(
@@ -89,7 +74,7 @@ async fn one_call_per_decision(functions: bool, verb: &str) {
                             .allowed,
                     );
                 }
-                let after = command_stats(&mut stats_conn).await;
+                let after = redis_support::command_stats(&mut stats_conn).await;
                 let mut d = delta(&before, &after);
                 d.remove("info");
                 let expected: HashMap<String, u64> = [

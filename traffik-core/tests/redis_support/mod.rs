@@ -9,9 +9,11 @@
 use std::collections::HashMap;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use traffik_core::backend::deadpool_redis::redis;
+use traffik_core::{Backend, FixedWindow, Rate};
 
 pub fn url() -> String {
     std::env::var("TRAFFIK_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
@@ -95,4 +97,49 @@ pub async fn delete_function_libraries(conn: &mut redis::aio::MultiplexedConnect
             .query_async(conn)
             .await;
     }
+}
+
+/// A namespace of its own for one test: `prefix-test-pid-n`.
+pub fn namespace(prefix: &str, test: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{prefix}-{test}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A connection of the test's own, beside the backend's.
+pub async fn raw() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// Calls per command since the server started (`INFO commandstats`), by command name
+/// (`evalsha`, `function|load`...).
+pub async fn command_stats(conn: &mut redis::aio::MultiplexedConnection) -> HashMap<String, u64> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .unwrap();
+    info.lines()
+        .filter_map(|line| {
+            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest.split(',').find_map(|f| f.strip_prefix("calls="))?;
+            Some((name.to_owned(), calls.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Whether a fixed window at `rate` admits one more request for `key` on `backend`.
+pub async fn admits(backend: &impl Backend, key: &str, rate: &Rate) -> bool {
+    backend
+        .decide(key, &FixedWindow, rate, 1)
+        .await
+        .unwrap()
+        .allowed
 }
