@@ -1645,8 +1645,14 @@ mod tests {
             address in prop_oneof![
                 any::<u32>().prop_map(|bits| std::net::Ipv4Addr::from(bits).to_string()),
                 any::<u128>().prop_map(|bits| std::net::Ipv6Addr::from(bits).to_string()),
-                any::<u32>().prop_map(|bits| std::net::Ipv4Addr::from(bits).to_ipv6_mapped().to_string()),
-                prop::sample::select(vec!["10.0.0.7".to_owned(), "::1".to_owned(), "01.2.3.4".to_owned()]),
+                any::<u32>().prop_map(|bits| {
+                    std::net::Ipv4Addr::from(bits).to_ipv6_mapped().to_string()
+                }),
+                prop::sample::select(vec![
+                    "10.0.0.7".to_owned(),
+                    "::1".to_owned(),
+                    "01.2.3.4".to_owned(),
+                ]),
             ],
             before in "[ \t]{0,3}",
             after in "[ \t]{0,3}",

@@ -4,8 +4,9 @@
 //!   one round trip per decision, atomic on the server, no client-side lock. On a
 //!   standalone Redis 7 the functions are a library loaded once (`FCALL`; see
 //!   [`RedisBackendBuilder::functions`]); in a cluster, or on a server without functions,
-//!   they run as scripts (`EVALSHA`, falling back to `EVAL` once on `NOSCRIPT`). The scripts read the server's `TIME`, so clock skew
-//!   between app servers cannot break a limit, and every key they write has a TTL.
+//!   they run as scripts (`EVALSHA`, falling back to `EVAL` once on `NOSCRIPT`). They
+//!   read the server's `TIME`, so clock skew between app servers cannot break a limit,
+//!   and every key they write has a TTL.
 //! * On a standalone server, decisions made at the same moment go out together as one
 //!   pipeline (one write, one read on the server), each with its own reply and its own
 //!   errors; [`RedisBackend::pipelined`] counts them.
@@ -553,9 +554,10 @@ impl RedisBackend {
     /// succeeded when the `FCALL` was sent. Compiling the library takes Redis about a
     /// millisecond, so a backend loads it once per disappearance: not while another call
     /// loads it, nor when a load succeeded after this call's `FCALL` left (its answer was
-    /// older than the library); those calls run as scripts. A server that refuses the library for good (no functions, not allowed, a
-    /// library it cannot compile) is left to scripts from then on; any other failure (out
-    /// of memory, a busy server, a dropped connection) leaves the next call to try again.
+    /// older than the library); those calls run as scripts. A server that refuses the
+    /// library for good (no functions, not allowed, a library it cannot compile) is left to
+    /// scripts from then on; any other failure (out of memory, a busy server, a dropped
+    /// connection) leaves the next call to try again.
     async fn load_library(
         &self,
         build: &impl Fn(&str, &str) -> Cmd,
@@ -1047,13 +1049,14 @@ impl Drop for LibraryLoad<'_> {
 }
 
 /// Whether the server has no functions for this client: an unknown command (before
-/// Redis 7, or a proxy that does not pass it on) or one the user is not allowed.
+/// Redis 7, or a proxy that does not pass it on) or one the user is not allowed (`FCALL`
+/// or `FUNCTION LOAD`; a key the user may not touch is refused to scripts alike, and
+/// stays that decision's error).
 fn without_functions(error: &RedisError) -> bool {
+    let detail = error.detail().unwrap_or_default();
     match error.code() {
-        Some("NOPERM") => true,
-        Some("ERR") => error
-            .detail()
-            .is_some_and(|detail| detail.starts_with("unknown command")),
+        Some("NOPERM") => detail.contains("'fcall'") || detail.contains("'function|"),
+        Some("ERR") => detail.starts_with("unknown command"),
         _ => false,
     }
 }
@@ -1317,6 +1320,38 @@ impl Backend for RedisBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The error a server answers with, as redis-rs reads it off the wire.
+    fn server_error(line: &str) -> RedisError {
+        match redis::parse_redis_value(format!("-{line}\r\n").as_bytes()) {
+            Ok(Value::ServerError(error)) => error.into(),
+            other => panic!("{line:?} read as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn function_errors_are_told_apart() {
+        let missing = server_error("ERR Function not found");
+        assert!(missing_function(&missing) && !without_functions(&missing));
+        for refused in [
+            "ERR unknown command 'FCALL', with args beginning with: 'traffik_x' '1' ",
+            "NOPERM this user has no permissions to run the 'fcall' command",
+            "NOPERM this user has no permissions to run the 'function|load' command",
+        ] {
+            let error = server_error(refused);
+            assert!(without_functions(&error), "{refused}");
+            assert!(!missing_function(&error), "{refused}");
+        }
+        // A key the user may not touch is that decision's error, not a lack of functions.
+        let keys = server_error(
+            "NOPERM this user has no permissions to access one of the keys used as arguments",
+        );
+        assert!(!without_functions(&keys) && !missing_function(&keys));
+        let bad_code = server_error("ERR Error compiling function: user_function:2: '=' expected");
+        assert!(not_compiled(&bad_code) && !without_functions(&bad_code));
+        let oom = server_error("OOM command not allowed when used memory > 'maxmemory'.");
+        assert!(!not_compiled(&oom) && !without_functions(&oom) && !missing_function(&oom));
+    }
 
     #[test]
     fn decisions_read_from_script_replies() {
