@@ -326,6 +326,11 @@ impl RedisBackendBuilder {
     /// backend uses scripts from then on. Functions decide exactly as scripts do, for
     /// less of Redis's time: a script call makes the helpers' closures every time, a
     /// function finds them made when its library was loaded.
+    ///
+    /// The library is named after a hash of its code (`traffik_<hash>`), so that
+    /// processes running different versions of Traffik on one server each call their
+    /// own. A library an older version left stays on the server until deleted
+    /// (`FUNCTION DELETE`), as scripts stay in the script cache.
     pub fn functions(mut self, enabled: bool) -> Self {
         self.functions = enabled;
         self
