@@ -65,7 +65,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use axum::extract::ConnectInfo;
-use http::header::{FORWARDED, HeaderMap, HeaderName, HeaderValue};
+use http::header::{FORWARDED, GetAll, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Extensions, Request};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -505,13 +505,14 @@ impl ClientIpConfig {
                 self.walk(peer, RevEntries::new(lines, true), forwarded_for)
             }
             ProxyHeader::XForwardedFor => {
-                let mut lines = headers.get_all(X_FORWARDED_FOR).into_iter();
-                if let (Some(line), None) = (lines.next(), lines.next()) {
+                let lines = headers.get_all(X_FORWARDED_FOR);
+                let mut each = lines.iter();
+                if let (Some(line), None) = (each.next(), each.next()) {
                     if let Some(ip) = lone_address(line) {
                         return Some(ip);
                     }
                 }
-                self.walk_x_forwarded_for(peer, headers)
+                self.walk_x_forwarded_for(peer, &lines)
             }
             ProxyHeader::XRealIp => single_ip(peer, headers.get_all(X_REAL_IP).into_iter()),
             ProxyHeader::SingleIp(name) => single_ip(peer, headers.get_all(name).into_iter()),
@@ -520,9 +521,12 @@ impl ClientIpConfig {
 
     /// `X-Forwarded-For` walked entry by entry: [`read_header`](Self::read_header) when the
     /// header is not one address alone.
-    fn walk_x_forwarded_for(&self, peer: IpAddr, headers: &HeaderMap) -> Option<IpAddr> {
-        let lines = headers.get_all(X_FORWARDED_FOR).into_iter().rev();
-        self.walk(peer, RevEntries::new(lines, false), plain_node)
+    fn walk_x_forwarded_for(
+        &self,
+        peer: IpAddr,
+        lines: &GetAll<'_, HeaderValue>,
+    ) -> Option<IpAddr> {
+        self.walk(peer, RevEntries::new(lines.iter().rev(), false), plain_node)
     }
 
     /// Walks a list of hops from the right: trusted proxies are skipped, the first untrusted
@@ -1670,7 +1674,7 @@ mod tests {
             headers.insert(X_FORWARDED_FOR, value.clone());
             let config = behind_proxies();
             let peer = if peer_trusted { ip("10.0.0.1") } else { ip("198.51.100.1") };
-            let walked = config.walk_x_forwarded_for(peer, &headers);
+            let walked = config.walk_x_forwarded_for(peer, &headers.get_all(X_FORWARDED_FOR));
             if let Some(lone) = lone_address(&value) {
                 prop_assert_eq!(Some(lone), walked);
             }

@@ -48,8 +48,8 @@ struct Rendered {
 
 impl Rendered {
     fn new(uid: &str, rate: &Rate, decision: &Decision, field: &PolicyField, said: Said) -> Self {
-        let collected = RateLimitHeaders::from_decision(uid, rate, decision).with_policy(field);
         let (policy, ratelimit) = if said.fields {
+            let collected = RateLimitHeaders::from_decision(uid, rate, decision).with_policy(field);
             (collected.policy_value(), collected.ratelimit_value())
         } else {
             (None, None)

@@ -1,6 +1,8 @@
 //! Judging one request against one [`HttpThrottle`]: identify, scope, pick the backend,
 //! decide, answer. The extractor, the layer and `#[throttled]` all go through here.
 
+use std::ops::Deref;
+
 use axum::extract::MatchedPath;
 use axum::response::Response;
 use http::request::Parts;
@@ -98,7 +100,7 @@ pub(crate) async fn enforce_in_scope(
     traffik: &Traffik,
     scope: &str,
 ) -> Result<Decision, ThrottleRejection> {
-    match enforce_now(throttle, parts, traffik, scope) {
+    match enforce_now(throttle, parts, traffik, || scope) {
         Some(judged) => judged,
         None => enforce_awaited(throttle, parts, traffik, scope).await,
     }
@@ -135,27 +137,18 @@ async fn enforce_awaited(
 /// awaiting (the default identifier or a synchronous one) and the backend decides in
 /// place ([`Throttle::try_hit_now`](traffik_core::Throttle::try_hit_now)): the in-memory
 /// path, with no future and no allocation. `None`, having done nothing, otherwise.
-pub(crate) fn enforce_now(
+/// `scope` is called only when the backend decides in place.
+pub(crate) fn enforce_now<S: Deref<Target = str>>(
     throttle: &HttpThrottle,
     parts: &Parts,
     traffik: &Traffik,
-    scope: &str,
+    scope: impl FnOnce() -> S,
 ) -> Option<Result<Decision, ThrottleRejection>> {
     let backend: &dyn Backend = select_backend(throttle, parts, traffik).as_ref();
     if !throttle.throttle().decides_in_place(backend) {
         return None;
     }
-    decide_now(throttle, parts, traffik, backend, scope)
-}
-
-/// [`enforce_now`] once the backend is known to decide in place.
-fn decide_now(
-    throttle: &HttpThrottle,
-    parts: &Parts,
-    traffik: &Traffik,
-    backend: &dyn Backend,
-    scope: &str,
-) -> Option<Result<Decision, ThrottleRejection>> {
+    let scope = scope();
     let mut address = KeyText::new();
     let id = match identify_now(throttle, parts, traffik, &mut address)? {
         Ok(Some(id)) => id,
@@ -165,7 +158,7 @@ fn decide_now(
     let decided =
         throttle
             .throttle()
-            .try_hit_now(id.as_str(), scope, cost_of(throttle, parts), backend)?;
+            .try_hit_now(id.as_str(), &scope, cost_of(throttle, parts), backend)?;
     Some(judge(throttle, parts, traffik, decided))
 }
 
@@ -249,12 +242,7 @@ pub(crate) fn enforce_http_now(
     parts: &Parts,
     traffik: &Traffik,
 ) -> Option<Result<Decision, ThrottleRejection>> {
-    // The scope is built only for a backend that decides here.
-    let backend: &dyn Backend = select_backend(throttle, parts, traffik).as_ref();
-    if !throttle.throttle().decides_in_place(backend) {
-        return None;
-    }
-    decide_now(throttle, parts, traffik, backend, &http_scope_text(parts))
+    enforce_now(throttle, parts, traffik, || http_scope_text(parts))
 }
 
 /// The awaited path for one HTTP request in its route's scope, for a request

@@ -431,7 +431,13 @@ impl RedisBackend {
 
     /// The Redis key that `key` is stored under (`namespace:key`).
     pub fn redis_key(&self, key: &str) -> String {
-        let mut full = String::with_capacity(self.inner.prefix.len() + key.len());
+        self.full_key(key).as_str().to_owned()
+    }
+
+    /// [`redis_key`](Self::redis_key), on the stack (for a key of ordinary size): what a
+    /// decision sends and what the denial cache is looked up by.
+    fn full_key(&self, key: &str) -> KeyText {
+        let mut full = KeyText::new();
         full.push_str(&self.inner.prefix);
         full.push_str(key);
         full
@@ -697,7 +703,7 @@ impl RedisBackend {
         }
         // A denial remembered in process was answered by `decide` before this future
         // was built.
-        let full = self.redis_key(key);
+        let full = self.full_key(key);
         let fingerprint = algorithm.builtin().map(|b| (b, *rate));
         let decision = match self.plan(key, algorithm, rate) {
             Some(plan) => self.decide_script(&plan, &full, rate, cost).await?,
@@ -705,6 +711,7 @@ impl RedisBackend {
         };
         if let (Some(cache), Some(fingerprint)) = (&self.inner.denials, fingerprint) {
             if !decision.allowed {
+                let full = full.as_str().to_owned();
                 cache.record(full, fingerprint, cost, decision, self.local_now());
             }
         }
@@ -732,10 +739,12 @@ impl RedisBackend {
         {
             return None;
         }
-        let mut full = KeyText::new();
-        full.push_str(&self.inner.prefix);
-        full.push_str(key);
-        cache.check(&full, (builtin, *rate), cost, self.local_now())
+        cache.check(
+            &self.full_key(key),
+            (builtin, *rate),
+            cost,
+            self.local_now(),
+        )
     }
 
     async fn peek_async(
