@@ -70,6 +70,10 @@ use http::request::Parts;
 use http::{Extensions, Request};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
+use traffik_core::key::KeyText;
+
+use crate::ip_text::{parse_ipv4, write_ipv4};
+
 /// `X-Forwarded-For`, named once (a name given as text is parsed on every lookup).
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// `X-Real-IP`, named once.
@@ -414,14 +418,20 @@ impl ClientIpConfig {
     /// ```
     #[must_use]
     pub fn resolve_with_peer(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        self.find(peer, headers).ip
+    }
+
+    /// [`resolve_with_peer`](Self::resolve_with_peer), with the address's text when a
+    /// header gave it alone and in the form [`identity_of`](Self::identity_of) writes.
+    fn find<'h>(&self, peer: IpAddr, headers: &'h HeaderMap) -> Found<'h> {
         let peer = peer.to_canonical();
         if !self.is_trusted(peer) {
-            return peer;
+            return Found::ip(peer);
         }
         self.headers
             .iter()
             .find_map(|header| self.read_header(header, peer, headers))
-            .unwrap_or(peer)
+            .unwrap_or(Found::ip(peer))
     }
 
     /// The client's identity for rate-limit keys: its [resolved](Self::resolve) address as
@@ -467,9 +477,29 @@ impl ClientIpConfig {
         text
     }
 
-    /// [`identity_of`](Self::identity_of), written into `out` (a stack buffer, on the
-    /// request path).
-    pub(crate) fn write_identity_of(&self, ip: IpAddr, out: &mut impl fmt::Write) {
+    /// [`identity`](Self::identity) on the request path: the text of an IPv4 address
+    /// that `X-Forwarded-For` held alone is borrowed from the header (the strict parse
+    /// admits only the text [`identity_of`](Self::identity_of) would write); any other
+    /// identity is written into `buf`, a buffer on the caller's stack.
+    pub(crate) fn identity_text<'a>(
+        &self,
+        parts: &'a Parts,
+        buf: &'a mut KeyText,
+    ) -> Result<&'a str, ClientIpError> {
+        let ConnectInfo(peer) = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .ok_or(ClientIpError::MissingConnectInfo)?;
+        let found = self.find(peer.ip(), &parts.headers);
+        if let Some(text) = found.text {
+            return Ok(text);
+        }
+        self.write_identity_of(found.ip, buf);
+        Ok(buf.as_str())
+    }
+
+    /// [`identity_of`](Self::identity_of), written into `out`.
+    fn write_identity_of(&self, ip: IpAddr, out: &mut impl fmt::Write) {
         // Writing into a `String` or a `KeyText` cannot fail.
         let _ = match ip.to_canonical() {
             IpAddr::V4(v4) => write_ipv4(v4, out),
@@ -493,13 +523,13 @@ impl ClientIpConfig {
     }
 
     /// What one header says, when it is present; `peer` is trusted.
-    fn read_header(
+    fn read_header<'h>(
         &self,
         header: &ProxyHeader,
         peer: IpAddr,
-        headers: &HeaderMap,
-    ) -> Option<IpAddr> {
-        match header {
+        headers: &'h HeaderMap,
+    ) -> Option<Found<'h>> {
+        let ip = match header {
             ProxyHeader::Forwarded => {
                 let lines = headers.get_all(FORWARDED).into_iter().rev();
                 self.walk(peer, RevEntries::new(lines, true), forwarded_for)
@@ -508,15 +538,16 @@ impl ClientIpConfig {
                 let lines = headers.get_all(X_FORWARDED_FOR);
                 let mut each = lines.iter();
                 if let (Some(line), None) = (each.next(), each.next()) {
-                    if let Some(ip) = lone_address(line) {
-                        return Some(ip);
+                    if let Some(found) = lone_address(line) {
+                        return Some(found);
                     }
                 }
                 self.walk_x_forwarded_for(peer, &lines)
             }
             ProxyHeader::XRealIp => single_ip(peer, headers.get_all(X_REAL_IP).into_iter()),
             ProxyHeader::SingleIp(name) => single_ip(peer, headers.get_all(name).into_iter()),
-        }
+        };
+        ip.map(Found::ip)
     }
 
     /// `X-Forwarded-For` walked entry by entry: [`read_header`](Self::read_header) when the
@@ -574,12 +605,36 @@ impl ClientIpConfig {
 /// trusted or not, since it is the leftmost entry), without splitting, trimming and
 /// checking it entry by entry. `None` sends anything else (several entries, a port,
 /// `unknown`, bytes that are not visible ASCII, a line at the byte limit) to the walk.
-fn lone_address(line: &HeaderValue) -> Option<IpAddr> {
+fn lone_address(line: &HeaderValue) -> Option<Found<'_>> {
     if line.len() >= MAX_BYTES {
         return None;
     }
-    let text = line.to_str().ok()?.trim_matches([' ', '\t']);
-    text.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
+    // A valid header value holds no whitespace but spaces and tabs.
+    let text = line.to_str().ok()?.trim_ascii();
+    if let Some(v4) = parse_ipv4(text.as_bytes()) {
+        return Some(Found {
+            ip: IpAddr::V4(v4),
+            text: Some(text),
+        });
+    }
+    text.parse::<IpAddr>()
+        .ok()
+        .map(|ip| Found::ip(ip.to_canonical()))
+}
+
+/// A client's address, and its text when it was read alone from a header in the form
+/// [`ClientIpConfig::identity_of`] writes (an IPv4 address, which the strict parse admits
+/// in that form only): the request path then copies it instead of writing it anew.
+#[derive(Clone, Copy)]
+struct Found<'h> {
+    ip: IpAddr,
+    text: Option<&'h str>,
+}
+
+impl Found<'_> {
+    fn ip(ip: IpAddr) -> Self {
+        Self { ip, text: None }
+    }
 }
 
 /// A header of one address set by the proxy: the address, or `peer` if the header is
@@ -750,6 +805,9 @@ fn trim_ows(bytes: &[u8]) -> &[u8] {
 /// An address as `X-Forwarded-For` and `X-Real-IP` give it: `192.0.2.1`, `2001:db8::1`,
 /// and, as some proxies write, `192.0.2.1:4711`, `[2001:db8::1]` or `[2001:db8::1]:4711`.
 fn plain_node(bytes: &[u8]) -> Node {
+    if let Some(v4) = parse_ipv4(bytes) {
+        return Node::Ip(IpAddr::V4(v4));
+    }
     let Ok(text) = std::str::from_utf8(bytes) else {
         return Node::Invalid;
     };
@@ -956,32 +1014,6 @@ fn forwarded_node(value: &[u8]) -> Node {
         name.parse::<Ipv4Addr>()
             .map_or(Node::Invalid, |ip| Node::Ip(IpAddr::V4(ip)))
     }
-}
-
-/// Writes the dotted-quad text of an IPv4 address, without the formatting machinery (this runs on
-/// every throttled request).
-fn write_ipv4(ip: std::net::Ipv4Addr, out: &mut impl fmt::Write) -> fmt::Result {
-    // At most "255.255.255.255": built in place, then written in one call.
-    let mut text = [0u8; 15];
-    let mut len = 0;
-    for (i, octet) in ip.octets().into_iter().enumerate() {
-        if i > 0 {
-            text[len] = b'.';
-            len += 1;
-        }
-        if octet >= 100 {
-            text[len] = b'0' + octet / 100;
-            len += 1;
-        }
-        if octet >= 10 {
-            text[len] = b'0' + octet / 10 % 10;
-            len += 1;
-        }
-        text[len] = b'0' + octet % 10;
-        len += 1;
-    }
-    // Only ASCII digits and dots were written.
-    out.write_str(std::str::from_utf8(&text[..len]).map_err(|_| fmt::Error)?)
 }
 
 #[cfg(test)]
@@ -1676,11 +1708,29 @@ mod tests {
             let peer = if peer_trusted { ip("10.0.0.1") } else { ip("198.51.100.1") };
             let walked = config.walk_x_forwarded_for(peer, &headers.get_all(X_FORWARDED_FOR));
             if let Some(lone) = lone_address(&value) {
-                prop_assert_eq!(Some(lone), walked);
+                prop_assert_eq!(Some(lone.ip), walked);
+                if let Some(text) = lone.text {
+                    prop_assert_eq!(text, config.identity_of(lone.ip));
+                }
             }
             prop_assert_eq!(
-                config.read_header(&ProxyHeader::XForwardedFor, peer, &headers),
+                config
+                    .read_header(&ProxyHeader::XForwardedFor, peer, &headers)
+                    .map(|found| found.ip),
                 walked
+            );
+            // The request path's identity, borrowed from the header or written, is the
+            // public one.
+            let mut request = Request::builder()
+                .extension(ConnectInfo(SocketAddr::new(peer, 4711)))
+                .body(())
+                .expect("a valid request");
+            *request.headers_mut() = headers;
+            let (parts, ()) = request.into_parts();
+            let mut buf = KeyText::new();
+            prop_assert_eq!(
+                config.identity_text(&parts, &mut buf).map(str::to_owned),
+                config.identity(&parts)
             );
         }
 

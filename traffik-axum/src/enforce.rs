@@ -1,10 +1,9 @@
 //! Judging one request against one [`HttpThrottle`]: identify, scope, pick the backend,
 //! decide, answer. The extractor, the layer and `#[throttled]` all go through here.
 
-use std::ops::Deref;
-
 use axum::extract::MatchedPath;
 use axum::response::Response;
+use futures_util::future::BoxFuture;
 use http::request::Parts;
 use traffik_core::key::KeyText;
 use traffik_core::{Backend, Decision, Identity, SharedBackend};
@@ -40,21 +39,30 @@ pub fn http_scope(parts: &Parts) -> String {
 
 /// [`http_scope`], built without allocating (for a route up to [`KeyText::INLINE`] bytes).
 pub(crate) fn http_scope_text(parts: &Parts) -> KeyText {
+    let mut scope = KeyText::new();
+    for piece in http_scope_pieces(parts) {
+        scope.push_str(piece);
+    }
+    scope
+}
+
+/// [`http_scope`] in pieces to be joined: the usual methods' `http:{METHOD}:` prefixes
+/// are constants, so the synchronous path writes two pieces into the key and joins
+/// nothing first.
+fn http_scope_pieces(parts: &Parts) -> [&str; 4] {
     let path = match parts.extensions.get::<MatchedPath>() {
         Some(matched) => matched.as_str(),
         None => parts.uri.path(),
     };
-    let method = if parts.method == http::Method::HEAD {
-        "GET"
-    } else {
-        parts.method.as_str()
+    let prefix = match parts.method {
+        http::Method::GET | http::Method::HEAD => "http:GET:",
+        http::Method::POST => "http:POST:",
+        http::Method::PUT => "http:PUT:",
+        http::Method::DELETE => "http:DELETE:",
+        http::Method::PATCH => "http:PATCH:",
+        ref other => return ["http:", other.as_str(), ":", path],
     };
-    let mut scope = KeyText::new();
-    scope.push_str("http:");
-    scope.push_str(method);
-    scope.push_ascii(b':');
-    scope.push_str(path);
-    scope
+    [prefix, path, "", ""]
 }
 
 /// Who the request comes from, according to the throttle (or the app's default).
@@ -100,14 +108,20 @@ pub(crate) async fn enforce_in_scope(
     traffik: &Traffik,
     scope: &str,
 ) -> Result<Decision, ThrottleRejection> {
-    match enforce_now(throttle, parts, traffik, || scope) {
+    match enforce_now(throttle, parts, traffik, || [scope]) {
         Some(judged) => judged,
-        None => enforce_awaited(throttle, parts, traffik, scope).await,
+        None => Box::pin(enforce_awaited(throttle, parts, traffik, scope)).await,
     }
 }
 
 /// The awaited half of [`enforce_in_scope`], for what [`enforce_now`] left alone: an
 /// asynchronous identifier, or a backend that does not decide in place.
+///
+/// Its callers box it. Its state (the key, the address, the backend's future: over a
+/// kilobyte) would otherwise be part of every caller's future, and so of the future axum
+/// boxes for each request, in memory too, where this path is never taken: a box past
+/// the allocator's per-thread cache (1 KiB in glibc) costs a slower allocation and a
+/// copy on every request.
 async fn enforce_awaited(
     throttle: &HttpThrottle,
     parts: &Parts,
@@ -137,12 +151,13 @@ async fn enforce_awaited(
 /// awaiting (the default identifier or a synchronous one) and the backend decides in
 /// place ([`Throttle::try_hit_now`](traffik_core::Throttle::try_hit_now)): the in-memory
 /// path, with no future and no allocation. `None`, having done nothing, otherwise.
-/// `scope` is called only when the backend decides in place.
-pub(crate) fn enforce_now<S: Deref<Target = str>>(
+/// `scope` gives the scope's pieces, joined in the key; it is called only when the
+/// backend decides in place.
+pub(crate) fn enforce_now<'s, const PIECES: usize>(
     throttle: &HttpThrottle,
-    parts: &Parts,
+    parts: &'s Parts,
     traffik: &Traffik,
-    scope: impl FnOnce() -> S,
+    scope: impl FnOnce() -> [&'s str; PIECES],
 ) -> Option<Result<Decision, ThrottleRejection>> {
     let backend: &dyn Backend = select_backend(throttle, parts, traffik).as_ref();
     if !throttle.throttle().decides_in_place(backend) {
@@ -155,16 +170,18 @@ pub(crate) fn enforce_now<S: Deref<Target = str>>(
         Ok(None) => return Some(Ok(Decision::unlimited())),
         Err(rejection) => return Some(Err(rejection)),
     };
-    let decided =
-        throttle
-            .throttle()
-            .try_hit_now(id.as_str(), &scope, cost_of(throttle, parts), backend)?;
+    let decided = throttle.throttle().try_hit_now_joined(
+        id.as_str(),
+        &scope,
+        cost_of(throttle, parts),
+        backend,
+    )?;
     Some(judge(throttle, parts, traffik, decided))
 }
 
 /// A client's identity as a key names it.
 enum ClientId<'a> {
-    /// An address, written into the caller's buffer.
+    /// An address: borrowed from a proxy header, or written into the caller's buffer.
     Address(&'a str),
     /// What an identifier named.
     Named(String),
@@ -181,24 +198,23 @@ impl ClientId<'_> {
 
 /// [`identify`] when it needs no awaiting (the default identifier, a synchronous one):
 /// the client, or `Ok(None)` for an exempt one. `None` for an asynchronous identifier.
-/// An address is written into `address`, a buffer the caller keeps on its stack.
+/// An address is written into `address`, a buffer the caller keeps on its stack, unless
+/// a proxy header holds it as
+/// [`ClientIpConfig::identity_of`](crate::client_ip::ClientIpConfig::identity_of) would
+/// write it.
 fn identify_now<'a>(
     throttle: &HttpThrottle,
-    parts: &Parts,
+    parts: &'a Parts,
     traffik: &Traffik,
     address: &'a mut KeyText,
 ) -> Option<Result<Option<ClientId<'a>>, ThrottleRejection>> {
     match &throttle.inner().identifier {
-        Identifier::Default => {
-            let config = traffik.client_ip_config();
-            Some(match config.resolve(parts) {
-                Ok(ip) => {
-                    config.write_identity_of(ip, address);
-                    Ok(Some(ClientId::Address(address)))
-                }
+        Identifier::Default => Some(
+            match traffik.client_ip_config().identity_text(parts, address) {
+                Ok(text) => Ok(Some(ClientId::Address(text))),
                 Err(error) => Err(ThrottleRejection::unknown_client(error)),
-            })
-        }
+            },
+        ),
         Identifier::Sync(identify) => Some(Ok(match identify(parts) {
             Identity::Client(id) => Some(ClientId::Named(id)),
             Identity::Exempt => None,
@@ -242,18 +258,21 @@ pub(crate) fn enforce_http_now(
     parts: &Parts,
     traffik: &Traffik,
 ) -> Option<Result<Decision, ThrottleRejection>> {
-    enforce_now(throttle, parts, traffik, || http_scope_text(parts))
+    enforce_now(throttle, parts, traffik, || http_scope_pieces(parts))
 }
 
 /// The awaited path for one HTTP request in its route's scope, for a request
 /// [`enforce_http_now`] left alone. Called after it, not instead: it does not try the
-/// synchronous path again.
-pub(crate) async fn enforce_http_awaited(
-    throttle: &HttpThrottle,
-    parts: &Parts,
-    traffik: &Traffik,
-) -> Result<Decision, ThrottleRejection> {
-    enforce_awaited(throttle, parts, traffik, http_scope_text(parts).as_str()).await
+/// synchronous path again. Boxed: see [`enforce_awaited`].
+pub(crate) fn enforce_http_awaited<'a>(
+    throttle: &'a HttpThrottle,
+    parts: &'a Parts,
+    traffik: &'a Traffik,
+) -> BoxFuture<'a, Result<Decision, ThrottleRejection>> {
+    Box::pin(async move {
+        let scope = http_scope_text(parts);
+        enforce_awaited(throttle, parts, traffik, &scope).await
+    })
 }
 
 fn throttled_response(
@@ -279,5 +298,35 @@ fn throttled_response(
             &inner.policy_field,
             inner.headers.unwrap_or(traffik.header_policy()),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(method: &str, path: &str) -> Parts {
+        let request = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(())
+            .expect("a valid request");
+        request.into_parts().0
+    }
+
+    #[test]
+    fn scope_names_the_method_and_path() {
+        for (method, scope) in [
+            ("GET", "http:GET:/items/7"),
+            ("HEAD", "http:GET:/items/7"),
+            ("POST", "http:POST:/items/7"),
+            ("PUT", "http:PUT:/items/7"),
+            ("DELETE", "http:DELETE:/items/7"),
+            ("PATCH", "http:PATCH:/items/7"),
+            ("OPTIONS", "http:OPTIONS:/items/7"),
+            ("PURGE", "http:PURGE:/items/7"),
+        ] {
+            assert_eq!(http_scope(&parts(method, "/items/7?page=2")), scope);
+        }
     }
 }

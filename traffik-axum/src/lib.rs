@@ -36,6 +36,7 @@ mod enforce;
 mod extract;
 pub mod headers;
 mod http_throttle;
+mod ip_text;
 mod layer;
 mod rejection;
 mod state;

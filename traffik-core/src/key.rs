@@ -10,49 +10,30 @@ use std::fmt;
 
 use arrayvec::ArrayString;
 
-/// Which bytes of a key component are percent-escaped: a table per set, indexed by byte.
-type Escape = [bool; 256];
-
-/// Bytes no store accepts raw: control characters, space, `%` (the escape itself) and
-/// every non-ASCII byte.
-const fn scope_set() -> Escape {
-    let mut set = [false; 256];
-    let mut byte = 0;
-    while byte < 256 {
-        set[byte] = byte < 0x20
-            || byte == 0x7F
-            || byte >= 0x80
-            || byte == b' ' as usize
-            || byte == b'%' as usize;
-        byte += 1;
-    }
-    set
+/// Bytes no store accepts raw: control characters, space, DEL, `%` (the escape itself)
+/// and every non-ASCII byte. Escaped in the scope.
+fn escaped_in_scope(byte: u8) -> bool {
+    byte <= b' ' || byte >= 0x7F || byte == b'%'
 }
 
-/// The scope's set plus the key's structure: `:`, `{` and `}`.
-const fn component_set() -> Escape {
-    let mut set = scope_set();
-    set[b':' as usize] = true;
-    set[b'{' as usize] = true;
-    set[b'}' as usize] = true;
-    set
+/// The scope's set plus the key's structure: `:`, `{` and `}`. Escaped in the uid and
+/// identity.
+fn escaped_in_component(byte: u8) -> bool {
+    escaped_in_scope(byte) || byte == b':' || byte == b'{' || byte == b'}'
 }
 
-/// Escaped in the uid and identity.
-const COMPONENT: Escape = component_set();
-/// Escaped in the scope.
-const SCOPE: Escape = scope_set();
-
-/// Appends `text` to `key`, percent-escaping the bytes `escape` names. Text with nothing
-/// to escape (IP addresses, ids, routes: nearly always) is copied at once.
-fn push_escaped(key: &mut KeyText, text: &str, escape: &Escape) {
+/// Appends `text` to `key`, percent-escaping the bytes `escaped` picks. Text with
+/// nothing to escape (IP addresses, ids, routes: nearly always) is copied at once.
+fn push_escaped(key: &mut KeyText, text: &str, escaped: impl Fn(u8) -> bool) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    if !text.bytes().any(|byte| escape[usize::from(byte)]) {
+    // Every byte is tested, without stopping at the first hit: the compiler checks
+    // them a vector at a time, cheaper for a short key than stopping early.
+    if !text.bytes().fold(false, |any, byte| any | escaped(byte)) {
         key.push_str(text);
         return;
     }
     for byte in text.bytes() {
-        if escape[usize::from(byte)] {
+        if escaped(byte) {
             key.push_ascii(b'%');
             key.push_ascii(HEX[usize::from(byte >> 4)]);
             key.push_ascii(HEX[usize::from(byte & 0xF)]);
@@ -268,17 +249,45 @@ pub fn throttle_key(uid: &str, identity: &str, scope: &str) -> String {
 /// assert_eq!(key.as_str(), throttle_key("api", "10.0.0.1", "http:GET:/items"));
 /// ```
 pub fn throttle_key_text(uid: &str, identity: &str, scope: &str) -> KeyText {
+    throttle_key_after(&key_prefix(uid), identity, scope)
+}
+
+/// What every key of the throttle `uid` starts with: `{`, the escaped uid and `:`. A
+/// throttle keeps it, and starts each key with [`throttle_key_after`].
+pub(crate) fn key_prefix(uid: &str) -> KeyText {
+    let mut prefix = KeyText::new();
+    prefix.push_ascii(b'{');
+    push_escaped(&mut prefix, uid, escaped_in_component);
+    prefix.push_ascii(b':');
+    prefix
+}
+
+/// [`throttle_key_text`] for a throttle whose [`key_prefix`] is `prefix`.
+pub(crate) fn throttle_key_after(prefix: &str, identity: &str, scope: &str) -> KeyText {
+    throttle_key_joined(prefix, identity, std::slice::from_ref(&scope)).0
+}
+
+/// [`throttle_key_after`] for a scope given in pieces, joined as the key is written, and
+/// where the scope starts in the key.
+pub(crate) fn throttle_key_joined(
+    prefix: &str,
+    identity: &str,
+    scope: &[&str],
+) -> (KeyText, usize) {
     let mut key = KeyText::new();
-    key.push_ascii(b'{');
-    push_escaped(&mut key, uid, &COMPONENT);
-    key.push_ascii(b':');
-    push_escaped(&mut key, identity, &COMPONENT);
-    key.push_ascii(b'}');
-    if !scope.is_empty() {
-        key.push_ascii(b':');
-        push_escaped(&mut key, scope, &SCOPE);
+    key.push_str(prefix);
+    push_escaped(&mut key, identity, escaped_in_component);
+    if scope.iter().all(|piece| piece.is_empty()) {
+        key.push_ascii(b'}');
+        let end = key.len();
+        return (key, end);
     }
-    key
+    key.push_str("}:");
+    let start = key.len();
+    for piece in scope {
+        push_escaped(&mut key, piece, escaped_in_scope);
+    }
+    (key, start)
 }
 
 #[cfg(test)]
@@ -320,5 +329,51 @@ mod tests {
         let keys: std::collections::HashSet<_> =
             pairs.iter().map(|(u, i)| throttle_key(u, i, "s")).collect();
         assert_eq!(keys.len(), pairs.len());
+    }
+
+    /// Reads a key component back: what `push_escaped` wrote, unescaped.
+    fn unescape(text: &str) -> Vec<u8> {
+        let bytes = text.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).expect("ASCII escape");
+                out.push(u8::from_str_radix(hex, 16).expect("two hex digits"));
+                i += 3;
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        /// A throttle's kept prefix gives the key built whole; every component reads
+        /// back unchanged; the structure's bytes never appear raw in the uid or identity,
+        /// nor whitespace or non-ASCII anywhere.
+        #[test]
+        fn keys_escape_exactly_and_read_back(
+            uid in "\\PC{1,12}|[a-z:{}% ]{1,8}",
+            identity in "\\PC{0,16}|[0-9a-f:.{}% \t]{0,16}",
+            scope in "\\PC{0,24}|[a-zA-Z:/{}% ]{0,24}",
+        ) {
+            let key = throttle_key_text(&uid, &identity, &scope);
+            let prefix = key_prefix(&uid);
+            let after_prefix = throttle_key_after(&prefix, &identity, &scope);
+            proptest::prop_assert_eq!(after_prefix.as_str(), key.as_str());
+            let text = key.as_str();
+            proptest::prop_assert!(text.bytes().all(|b| b.is_ascii_graphic()));
+            let tag_end = text.find('}').expect("the tag closes");
+            let (uid_part, identity_part) = text[1..tag_end].split_once(':').expect("uid:identity");
+            proptest::prop_assert_eq!(unescape(uid_part), uid.as_bytes());
+            proptest::prop_assert_eq!(unescape(identity_part), identity.as_bytes());
+            let rest = &text[tag_end + 1..];
+            match rest.strip_prefix(':') {
+                Some(scope_part) => proptest::prop_assert_eq!(unescape(scope_part), scope.as_bytes()),
+                None => proptest::prop_assert!(rest.is_empty() && scope.is_empty()),
+            }
+        }
     }
 }

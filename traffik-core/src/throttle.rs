@@ -10,7 +10,7 @@ use crate::backend::{Backend, BackendFuture, SharedBackend};
 use crate::clock::{Clock, SystemClock};
 use crate::decision::Decision;
 use crate::error::{Error, Result};
-use crate::key::{Identity, throttle_key, throttle_key_text};
+use crate::key::{Identity, key_prefix, throttle_key, throttle_key_after, throttle_key_joined};
 use crate::policy::{FailureContext, FailurePolicy, FailureVerdict};
 use crate::rate::Rate;
 use crate::strategy::{FixedWindow, Strategy};
@@ -84,6 +84,8 @@ impl IntoRate for &String {
 #[derive(Clone)]
 pub struct Throttle {
     uid: Arc<str>,
+    /// What each of its keys starts with: the uid escaped once, not per decision.
+    key_prefix: Arc<str>,
     rate: Rate,
     strategy: Arc<dyn Strategy>,
     cost: u64,
@@ -137,6 +139,7 @@ impl Throttle {
     pub fn with_rate(uid: impl Into<String>, rate: Rate) -> Self {
         let uid: String = uid.into();
         Self {
+            key_prefix: key_prefix(&uid).as_str().into(),
             uid: uid.into(),
             rate,
             strategy: Arc::new(FixedWindow),
@@ -400,7 +403,7 @@ impl Throttle {
         }
         let backend: &dyn Backend = self.backend.as_deref().unwrap_or(backend);
         // On the stack, held by this future: no allocation for a key of ordinary size.
-        let key = throttle_key_text(&self.uid, id, scope);
+        let key = throttle_key_after(&self.key_prefix, id, scope);
         let key = key.as_str();
         let decided = self
             .bounded(backend, self.strategy.hit(key, &self.rate, cost, backend))
@@ -447,6 +450,33 @@ impl Throttle {
         cost: u64,
         backend: &dyn Backend,
     ) -> Option<Result<Decision>> {
+        self.try_hit_now_joined(id, std::slice::from_ref(&scope), cost, backend)
+    }
+
+    /// [`try_hit_now`](Throttle::try_hit_now) for a scope given in pieces, joined in
+    /// order: the pieces are written straight into the key, for a caller whose scope is
+    /// made of parts (a prefix and a route) that it would otherwise join first.
+    ///
+    /// ```
+    /// use traffik_core::{InMemoryBackend, Throttle};
+    ///
+    /// # fn main() -> traffik_core::Result<()> {
+    /// let throttle = Throttle::new("api", "1/m")?;
+    /// let backend = InMemoryBackend::new("app");
+    /// let first = throttle.try_hit_now_joined("10.0.0.1", &["http:GET:", "/items"], 1, &backend);
+    /// assert!(first.expect("in memory: decided at once")?.allowed);
+    /// // The same scope, given whole: the same key, so the same quota.
+    /// let second = throttle.try_hit_now("10.0.0.1", "http:GET:/items", 1, &backend);
+    /// assert!(!second.expect("in memory: decided at once")?.allowed);
+    /// # Ok(()) }
+    /// ```
+    pub fn try_hit_now_joined(
+        &self,
+        id: &str,
+        scope: &[&str],
+        cost: u64,
+        backend: &dyn Backend,
+    ) -> Option<Result<Decision>> {
         if !self.limits(id) {
             return Some(Ok(Decision::unlimited()));
         }
@@ -454,7 +484,7 @@ impl Throttle {
             return None;
         }
         let backend: &dyn Backend = self.backend.as_deref().unwrap_or(backend);
-        let key = throttle_key_text(&self.uid, id, scope);
+        let (key, scope_start) = throttle_key_joined(&self.key_prefix, id, scope);
         let key = key.as_str();
         let decided = match self
             .strategy
@@ -467,6 +497,15 @@ impl Throttle {
                 "backend {} claims to decide in place but returned a pending decision",
                 backend.namespace()
             ))),
+        };
+        // The scope as the key holds it, unless a byte of it had to be escaped there.
+        let joined;
+        let scope = match key.get(scope_start..) {
+            Some(text) if text.len() == scope.iter().map(|piece| piece.len()).sum() => text,
+            _ => {
+                joined = scope.concat();
+                joined.as_str()
+            }
         };
         let hit = Hit {
             id,

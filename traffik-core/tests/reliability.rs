@@ -872,6 +872,41 @@ fn the_synchronous_path_applies_the_failure_policy() {
 }
 
 #[test]
+fn the_synchronous_path_tells_the_policy_the_scope_as_given() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let policy = FailurePolicy::custom({
+        let seen = Arc::clone(&seen);
+        move |failure| {
+            seen.lock()
+                .expect("seen")
+                .push((failure.scope.to_owned(), failure.key.to_owned()));
+            FailureVerdict::Allow
+        }
+    });
+    let backend = Flaky::new(Mode::Failing).in_place();
+    let throttle = Throttle::with_rate("api", rate("5/m")).on_error(policy);
+    // Pieces joined; one scope whose bytes the key escapes; one empty scope.
+    for pieces in [
+        &["http:GET:", "/items/{id}"][..],
+        &["http:GET:", "/caf\u{e9} menu"][..],
+        &["", ""][..],
+    ] {
+        let decided = throttle.try_hit_now_joined("c", pieces, 1, &backend);
+        assert!(
+            decided
+                .expect("decided at once")
+                .expect("fail open")
+                .allowed
+        );
+    }
+    let expected: Vec<(String, String)> = ["http:GET:/items/{id}", "http:GET:/caf\u{e9} menu", ""]
+        .iter()
+        .map(|scope| ((*scope).to_owned(), throttle.key("c", scope)))
+        .collect();
+    assert_eq!(*seen.lock().expect("seen"), expected);
+}
+
+#[test]
 fn a_backend_that_claims_to_decide_in_place_but_pends_fails_cleanly() {
     let backend = Flaky::new(Mode::Hanging).in_place();
     let throttle = Throttle::with_rate("api", rate("5/m"));
