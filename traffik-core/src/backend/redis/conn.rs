@@ -332,7 +332,18 @@ impl Shared {
     /// The outer error is getting a connection; the inner one is Redis's answer, a
     /// server error included. Waiting for the answer is watched (see [`Watch`]).
     pub async fn batched(&self, cmd: Cmd) -> Result<RedisResult<Value>> {
-        let (mut conn, cmd) = match self.submit(cmd) {
+        match self.submit(cmd) {
+            Submitted::Queued(answer) => self.answer(answer).await,
+            // Boxed: connecting and a query of its own are futures of several kilobytes,
+            // which every queued command's future would otherwise carry, and copy into
+            // its box, for nothing.
+            unqueued => Box::pin(self.unqueued(unqueued)).await,
+        }
+    }
+
+    /// [`batched`](Self::batched) for a command the batching task did not take.
+    async fn unqueued(&self, submitted: Submitted) -> Result<RedisResult<Value>> {
+        let (mut conn, cmd) = match submitted {
             Submitted::Queued(answer) => return self.answer(answer).await,
             Submitted::Direct(conn, cmd) => (conn, cmd),
             Submitted::NoConnection(cmd) => {

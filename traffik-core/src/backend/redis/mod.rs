@@ -515,7 +515,10 @@ impl RedisBackend {
                 .batched(build("FCALL", &script.function))
                 .await?
             {
-                Err(e) if missing_function(&e) => self.load_library(&build, script, loads).await?,
+                // Boxed, as `eval_source` below: rare, and large futures.
+                Err(e) if missing_function(&e) => {
+                    Box::pin(self.load_library(&build, script, loads)).await?
+                }
                 Err(e) if without_functions(&e) => {
                     self.stop_functions(&e);
                     self.eval_script(&build, script).await?
@@ -543,7 +546,11 @@ impl RedisBackend {
             .batched(build("EVALSHA", &script.sha))
             .await?
         {
-            Err(e) if e.code() == Some("NOSCRIPT") => self.eval_source(build, script).await,
+            // Boxed: a connection of its own is a future of kilobytes, which every
+            // decision's future would otherwise carry and copy.
+            Err(e) if e.code() == Some("NOSCRIPT") => {
+                Box::pin(self.eval_source(build, script)).await
+            }
             reply => Ok(reply),
         }
     }
@@ -698,7 +705,8 @@ impl RedisBackend {
         }
         check_cost(algorithm, rate, cost)?;
         if cost == 0 {
-            let peek = self.peek_async(key, algorithm, rate).await?;
+            // Boxed: a rare path, whose state every decision's future would carry.
+            let peek = Box::pin(self.peek_async(key, algorithm, rate)).await?;
             return Ok(Decision::allow(peek.limit, peek.remaining, peek.reset));
         }
         // A denial remembered in process was answered by `decide` before this future
@@ -1334,6 +1342,25 @@ impl Backend for RedisBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A decision's future is boxed on every call (`BackendFuture::new`). Past 1 032
+    /// bytes glibc serves the box from its shared bins instead of the thread's cache,
+    /// and the future is copied into it: the rare paths (connecting, a connection of
+    /// one's own, loading the library, a peek) are boxed apart to keep it small. Built
+    /// without a server: nothing is polled.
+    #[test]
+    fn a_decisions_future_fits_the_allocators_thread_cache() {
+        let backend = RedisBackend::builder("size")
+            .url("redis://127.0.0.1:6379")
+            .build()
+            .expect("a backend is built without connecting");
+        let rate: Rate = "5/m".parse().expect("a rate");
+        for algorithm in [&crate::FixedWindow as &dyn Algorithm, &crate::Gcra::new()] {
+            let decision = backend.decide_async("k", algorithm, &rate, 1);
+            let size = std::mem::size_of_val(&decision);
+            assert!(size <= 1032, "{algorithm:?}: {size} bytes");
+        }
+    }
 
     /// The error a server answers with, as redis-rs reads it off the wire.
     fn server_error(line: &str) -> RedisError {
