@@ -30,11 +30,26 @@ pub(crate) fn encode(tag: u8, fields: &[u64]) -> StateBytes {
         }
         return StateBytes::from_buf_and_len(buffer, len);
     }
-    let mut out = StateBytes::with_capacity(len);
-    out.push(tag);
-    for field in fields {
-        out.extend_from_slice(&field.to_le_bytes());
+    encode_iter(tag, fields.len(), fields.iter().copied())
+}
+
+/// [`encode`] for `count` fields given one by one, for a state kept as something other
+/// than a slice of words: no slice is built first. Fields past `count` are not written;
+/// if fewer come, the encoding ends after the last one.
+pub(crate) fn encode_iter(
+    tag: u8,
+    count: usize,
+    fields: impl IntoIterator<Item = u64>,
+) -> StateBytes {
+    let mut out = StateBytes::from_elem(0, 1 + 8 * count);
+    out[0] = tag;
+    let mut written = 0;
+    for (chunk, field) in out[1..].chunks_exact_mut(8).zip(fields) {
+        chunk.copy_from_slice(&field.to_le_bytes());
+        written += 1;
     }
+    // Fewer fields than announced: what was written, nothing more.
+    out.truncate(1 + 8 * written);
     out
 }
 
@@ -81,5 +96,16 @@ mod tests {
             Some(vec![1, u64::MAX])
         );
         assert!(decode_all(&bytes[..5], 7).is_none());
+    }
+
+    #[test]
+    fn fields_given_one_by_one_encode_as_a_slice_does() {
+        for count in [0u64, 1, 3, 4, 22] {
+            let fields: Vec<u64> = (0..count).map(|i| i * 0x0101_0101_0101 + 1).collect();
+            let one_by_one = encode_iter(9, fields.len(), fields.iter().copied());
+            assert_eq!(one_by_one, encode(9, &fields), "{count} fields");
+        }
+        // Fewer than announced: what came, nothing more.
+        assert_eq!(encode_iter(9, 3, [5u64]), encode(9, &[5]));
     }
 }

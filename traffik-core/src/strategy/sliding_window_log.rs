@@ -57,7 +57,8 @@ impl SlidingWindowLog {
 
     fn decode(bytes: &[u8]) -> Option<Vec<Entry>> {
         let mut fields = codec::decode_all(bytes, tag::SLIDING_WINDOW_LOG)?;
-        let mut entries = Vec::with_capacity((bytes.len() - 1) / 16);
+        // Room for the entry a request adds, so that adding it does not move the log.
+        let mut entries = Vec::with_capacity((bytes.len() - 1) / 16 + 1);
         while let Some(at) = fields.next() {
             let cost = fields.next()?;
             if cost == 0 || entries.last().is_some_and(|e: &Entry| e.at > at) {
@@ -69,8 +70,8 @@ impl SlidingWindowLog {
     }
 
     fn encode(entries: &[Entry]) -> StateBytes {
-        let fields: Vec<u64> = entries.iter().flat_map(|e| [e.at, e.cost]).collect();
-        codec::encode(tag::SLIDING_WINDOW_LOG, &fields)
+        let fields = entries.iter().flat_map(|e| [e.at, e.cost]);
+        codec::encode_iter(tag::SLIDING_WINDOW_LOG, 2 * entries.len(), fields)
     }
 
     fn used(entries: &[Entry]) -> u64 {
