@@ -29,6 +29,14 @@
 # Writes bench/results/latest.csv (one line per setup and shape) and latest.md (the table
 # and the conditions of the run), then draws docs/plots/*.svg with bench/'s `plot`.
 #
+# Paired rounds (BENCH_PAIRED=1): the bare handler is measured again right before every
+# other setup, and each measurement of a setup is also divided by the mean of the bare
+# figures just before and just after it. On a host whose speed moves between
+# measurements, those ratios of neighbours are steadier than best-of-passes; their
+# median and range per setup go to bench/results/paired.md. For a few setups, with more
+# passes:
+#   BENCH_PAIRED=1 BENCH_PASSES=6 BENCH_SECS=3 BENCH_ONLY=memory-fixed-window,governor scripts/bench.sh
+#
 # Environment: BENCH_SECS (5), BENCH_WARMUP (2), BENCH_PASSES (2), BENCH_CLIENTS (10000),
 # BENCH_CONNECTIONS (32), BENCH_PORT (18080), BENCH_PIN (1), BENCH_PIN_BACKEND (BENCH_PIN),
 # BENCH_ONLY (bare and these setups, comma-separated; also the diagnostics static-429 and
@@ -64,6 +72,7 @@ BENCH_PASSES=${BENCH_PASSES:-2}
 BENCH_MAX_OTHERS=${BENCH_MAX_OTHERS:-0.15}
 BENCH_RETRIES=${BENCH_RETRIES:-3}
 BENCH_RETRY_WAIT=${BENCH_RETRY_WAIT:-15}
+BENCH_PAIRED=${BENCH_PAIRED:-0}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 
 ALL_SETUPS="bare memory-fixed-window memory-sliding-window-log memory-sliding-window-counter
@@ -279,6 +288,9 @@ for pass in $(seq 1 "$BENCH_PASSES"); do
         if [ "$shape" = over ] && [ -z "${BENCH_ONLY:-}" ]; then shape_setups="$SETUPS static-429"; fi
         log "pass $pass/$BENCH_PASSES, shape $shape: $(wc -w <<<"$shape_setups") setups, ${BENCH_WARMUP}s warm-up + ${BENCH_SECS}s each (load average $(cut -d' ' -f1 /proc/loadavg))"
         for setup in $shape_setups; do
+            if [ "$BENCH_PAIRED" = 1 ] && [ "$setup" != bare ]; then
+                measure bare "$shape" bare-pair "$pass"
+            fi
             measure "$setup" "$shape" "$setup" "$pass"
         done
     done
@@ -298,6 +310,8 @@ MD=$RESULTS_DIR/latest.md
 # per request of its passes. Ratio: over the best bare figure of the same shape (bare-end
 # included).
 awk -F, '
+    # The bare measurements of paired rounds are for paired.md only.
+    $1 == "bare-pair" { next }
     {
         key = $1 SUBSEP $2
         if ($1 == "bare-end") { key = "bare" SUBSEP $2 }
@@ -370,12 +384,68 @@ drift() { # shape -> "first, last (x%)", and a warning past 10%
             }
         }' "$CSV"
 } >"$MD"
+PAIRED=$RESULTS_DIR/paired.md
+if [ "$BENCH_PAIRED" = 1 ]; then
+    # Each measurement of a setup over the mean of the bare figures around it (the one
+    # just before, in its pair, and the next one of the same shape; the one before alone
+    # at the end of a shape), in the order of $RAW, which is the order of measurement.
+    {
+        echo "Paired rounds of $(date -u '+%Y-%m-%d %H:%M UTC'), sources at $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet -- . ':!bench/results' ':!docs/plots' 2>/dev/null || echo ' (with uncommitted changes)'): $BENCH_PASSES passes, ${BENCH_SECS}s per measurement."
+        echo "Each ratio: a setup's requests per second over the mean of the bare handler's just before and just after it."
+        echo
+        echo "| setup | shape | median ratio | lowest | highest | ratios, in the order measured |"
+        echo "| --- | --- | ---: | ---: | ---: | --- |"
+        awk -F, '
+            function resolve(shape, after,    i) {
+                for (i = 1; i <= pending[shape]; i++) {
+                    j = waiting[shape, i]
+                    ratio[j] = rps[j] / ((before[j] + after) / 2)
+                }
+                pending[shape] = 0
+            }
+            {
+                if ($1 == "bare" || $1 == "bare-pair" || $1 == "bare-end") {
+                    resolve($2, $3)
+                    last[$2] = $3
+                    next
+                }
+                if (!($2 in last)) next
+                m++
+                setup[m] = $1; shape[m] = $2; rps[m] = $3; before[m] = last[$2]
+                ratio[m] = $3 / last[$2]
+                waiting[$2, ++pending[$2]] = m
+                k = $1 SUBSEP $2
+                if (!(k in count)) order[++n] = k
+                members[k, ++count[k]] = m
+            }
+            END {
+                for (i = 1; i <= n; i++) {
+                    k = order[i]
+                    c = count[k]
+                    list = ""
+                    for (a = 1; a <= c; a++) {
+                        v[a] = ratio[members[k, a]]
+                        list = list (a > 1 ? " " : "") sprintf("%.3f", v[a])
+                    }
+                    for (a = 2; a <= c; a++) {
+                        x = v[a]
+                        for (b = a - 1; b >= 1 && v[b] > x; b--) v[b + 1] = v[b]
+                        v[b + 1] = x
+                    }
+                    median = (c % 2) ? v[(c + 1) / 2] : (v[c / 2] + v[c / 2 + 1]) / 2
+                    split(k, ks, SUBSEP)
+                    printf "| %s | %s | %.3fx | %.3fx | %.3fx | %s |\n", ks[1], ks[2], median, v[1], v[c], list
+                }
+            }' "$RAW"
+    } >"$PAIRED"
+fi
 rm -f "$RAW"
 
 echo
 cat "$MD"
+[ "$BENCH_PAIRED" = 1 ] && { echo; cat "$PAIRED"; }
 echo
 
 log "plots"
 "$PLOT" --results "$CSV" --criterion "$CARGO_TARGET_DIR/criterion" --out docs/plots
-log "done in $(( $(date +%s) - START ))s: $CSV, $MD, docs/plots/"
+log "done in $(( $(date +%s) - START ))s: $CSV, $MD$([ "$BENCH_PAIRED" = 1 ] && echo ", $PAIRED"), docs/plots/"
