@@ -1,5 +1,7 @@
 //! Sliding window log: remember every admitted request of the last period.
 
+use smallvec::SmallVec;
+
 use super::codec::{self, tag};
 use super::{Algorithm, Builtin, StateBytes, Transition, corrupt, micros};
 use crate::clock::Micros;
@@ -30,6 +32,10 @@ use crate::rate::Rate;
 pub struct SlidingWindowLog;
 
 /// One log entry: admitted `cost` at time `at`.
+/// A decoded log: on the stack up to 16 entries (a client at a few requests per window),
+/// so that judging one request allocates nothing but the state it writes.
+type Log = SmallVec<[Entry; 16]>;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Entry {
     at: Micros,
@@ -38,9 +44,9 @@ struct Entry {
 
 impl SlidingWindowLog {
     /// The entries still inside the window ending at `now`, oldest first.
-    fn live(state: Option<&[u8]>, now: Micros, rate: &Rate) -> Vec<Entry> {
+    fn live(state: Option<&[u8]>, now: Micros, rate: &Rate) -> Log {
         let Some(bytes) = state else {
-            return Vec::new();
+            return Log::new();
         };
         match Self::decode(bytes) {
             Some(mut entries) => {
@@ -50,15 +56,15 @@ impl SlidingWindowLog {
             }
             None => {
                 corrupt("sliding_window_log", bytes);
-                Vec::new()
+                Log::new()
             }
         }
     }
 
-    fn decode(bytes: &[u8]) -> Option<Vec<Entry>> {
+    fn decode(bytes: &[u8]) -> Option<Log> {
         let mut fields = codec::decode_all(bytes, tag::SLIDING_WINDOW_LOG)?;
         // Room for the entry a request adds, so that adding it does not move the log.
-        let mut entries = Vec::with_capacity((bytes.len() - 1) / 16 + 1);
+        let mut entries = Log::with_capacity((bytes.len() - 1) / 16 + 1);
         while let Some(at) = fields.next() {
             let cost = fields.next()?;
             if cost == 0 || entries.last().is_some_and(|e: &Entry| e.at > at) {
