@@ -396,7 +396,7 @@ if [ "$BENCH_PAIRED" = 1 ]; then
         echo "| setup | shape | median ratio | lowest | highest | ratios, in the order measured |"
         echo "| --- | --- | ---: | ---: | ---: | --- |"
         awk -F, '
-            function resolve(shape, after,    i) {
+            function resolve(shape, after,    i, j) {
                 for (i = 1; i <= pending[shape]; i++) {
                     j = waiting[shape, i]
                     ratio[j] = rps[j] / ((before[j] + after) / 2)
@@ -411,7 +411,7 @@ if [ "$BENCH_PAIRED" = 1 ]; then
                 }
                 if (!($2 in last)) next
                 m++
-                setup[m] = $1; shape[m] = $2; rps[m] = $3; before[m] = last[$2]
+                rps[m] = $3; before[m] = last[$2]
                 ratio[m] = $3 / last[$2]
                 waiting[$2, ++pending[$2]] = m
                 k = $1 SUBSEP $2

@@ -486,11 +486,7 @@ impl ClientIpConfig {
         parts: &'a Parts,
         buf: &'a mut KeyText,
     ) -> Result<&'a str, ClientIpError> {
-        let ConnectInfo(peer) = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .ok_or(ClientIpError::MissingConnectInfo)?;
-        let found = self.find(peer.ip(), &parts.headers);
+        let found = self.find_from(&parts.extensions, &parts.headers)?;
         if let Some(text) = found.text {
             return Ok(text);
         }
@@ -516,10 +512,19 @@ impl ClientIpConfig {
         extensions: &Extensions,
         headers: &HeaderMap,
     ) -> Result<IpAddr, ClientIpError> {
+        self.find_from(extensions, headers).map(|found| found.ip)
+    }
+
+    /// [`find`](Self::find) for the socket peer that `ConnectInfo` names.
+    fn find_from<'h>(
+        &self,
+        extensions: &Extensions,
+        headers: &'h HeaderMap,
+    ) -> Result<Found<'h>, ClientIpError> {
         let ConnectInfo(peer) = extensions
             .get::<ConnectInfo<SocketAddr>>()
             .ok_or(ClientIpError::MissingConnectInfo)?;
-        Ok(self.resolve_with_peer(peer.ip(), headers))
+        Ok(self.find(peer.ip(), headers))
     }
 
     /// What one header says, when it is present; `peer` is trusted.

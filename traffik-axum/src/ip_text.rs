@@ -1,6 +1,7 @@
 //! IPv4 addresses read from and written as text on the request path, without the
 //! general parsers' and formatters' detours. Both agree with the standard library's
-//! `Ipv4Addr` parser and `Display` byte for byte (see the tests).
+//! `Ipv4Addr` parser and `Display` byte for byte (the parser's proptests below; the
+//! writer's in `client_ip`, through `identity_of`).
 
 use std::fmt;
 use std::net::Ipv4Addr;
