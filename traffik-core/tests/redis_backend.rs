@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use deadpool_redis::redis;
 use redis_support::raw;
+use traffik_core::backend::Pipelined;
 use traffik_core::{
     Algorithm, Backend, Error, FixedWindow, Gcra, InMemoryBackend, LeakyBucketWithQueue,
     LockOptions, ManualClock, Rate, RedisBackend, SlidingWindowCounter, SlidingWindowLog,
@@ -438,12 +439,12 @@ async fn connected(test: &str, rate: &Rate) -> RedisBackend {
 }
 
 /// Decides each of `keys` on `b` (a token bucket) from a task of its own, all spawned at
-/// once; the answers, and how many commands and pipelines they took.
+/// once; the answers, and what they took (commands, pipelines, calls).
 async fn concurrent_decisions(
     b: &RedisBackend,
     keys: Vec<String>,
     rate: Rate,
-) -> (Vec<traffik_core::Result<bool>>, u64, u64) {
+) -> (Vec<traffik_core::Result<bool>>, Pipelined) {
     let before = b.pipelined();
     let tasks: Vec<_> = keys
         .into_iter()
@@ -461,11 +462,12 @@ async fn concurrent_decisions(
         answers.push(task.await.unwrap());
     }
     let after = b.pipelined();
-    (
-        answers,
-        after.commands - before.commands,
-        after.pipelines - before.pipelines,
-    )
+    let sent = Pipelined {
+        commands: after.commands - before.commands,
+        pipelines: after.pipelines - before.pipelines,
+        calls: after.calls - before.calls,
+    };
+    (answers, sent)
 }
 
 #[tokio::test]
@@ -478,7 +480,12 @@ async fn decisions_made_together_go_out_in_one_pipeline() {
     // 40 clients, and one hot client four times over its limit of 3.
     let mut keys: Vec<String> = (0..40).map(|i| format!("{{client-{i}}}")).collect();
     keys.extend((0..12).map(|_| "{hot}".to_owned()));
-    let (answers, commands, pipelines) = concurrent_decisions(&b, keys, rate).await;
+    let (answers, sent) = concurrent_decisions(&b, keys, rate).await;
+    let Pipelined {
+        commands,
+        pipelines,
+        calls,
+    } = sent;
     let answers: Vec<bool> = answers.into_iter().map(Result::unwrap).collect();
     assert!(answers[..40].iter().all(|allowed| *allowed));
     assert_eq!(answers[40..].iter().filter(|allowed| **allowed).count(), 3);
@@ -491,6 +498,130 @@ async fn decisions_made_together_go_out_in_one_pipeline() {
         pipelines * 10 <= commands,
         "{commands} decisions took {pipelines} pipelines"
     );
+    // And the decisions of a pipeline went as batch function calls of up to 64.
+    assert!(
+        calls <= pipelines * 2,
+        "{commands} decisions in {pipelines} pipelines took {calls} calls"
+    );
+    b.reset().await.unwrap();
+}
+
+/// Decides `keys` (a fixed window) on `b` all at once, from tasks of their own: the
+/// decisions, and what they took.
+async fn concurrent_fixed_window(
+    b: &RedisBackend,
+    keys: &[&str],
+    rate: &Rate,
+) -> (Vec<traffik_core::Decision>, Pipelined) {
+    let before = b.pipelined();
+    let tasks: Vec<_> = keys
+        .iter()
+        .map(|key| {
+            let (b, key, rate) = (b.clone(), (*key).to_owned(), *rate);
+            tokio::spawn(async move { b.decide(&key, &FixedWindow, &rate, 1).await })
+        })
+        .collect();
+    let mut decisions = Vec::new();
+    for task in tasks {
+        decisions.push(task.await.unwrap().unwrap());
+    }
+    let after = b.pipelined();
+    let sent = Pipelined {
+        commands: after.commands - before.commands,
+        pipelines: after.pipelines - before.pipelines,
+        calls: after.calls - before.calls,
+    };
+    (decisions, sent)
+}
+
+#[tokio::test]
+async fn a_batch_call_judges_each_call_by_its_own_clock() {
+    if redis_support::skip() {
+        return;
+    }
+    // 40 s into a minute of the manual clock: a window of a minute ends in 20 s, which
+    // the server's clock would not say but by chance.
+    let clock = ManualClock::new(START - START % 60_000_000 + 40_000_000);
+    let b = manual(&namespace("batchclock"), &clock);
+    let rate: Rate = "3/m".parse().unwrap();
+    assert!(
+        b.decide("{warm}", &FixedWindow, &rate, 1)
+            .await
+            .unwrap()
+            .allowed
+    );
+    let keys = ["{a}", "{b}", "{hot}", "{hot}", "{hot}", "{hot}", "{c}"];
+    let (decisions, sent) = concurrent_fixed_window(&b, &keys, &rate).await;
+    assert!(sent.calls < sent.commands, "{sent:?}: no batch call");
+    for decision in &decisions {
+        assert_eq!(decision.reset, Duration::from_secs(20));
+    }
+    let allowed: Vec<bool> = decisions.iter().map(|d| d.allowed).collect();
+    assert_eq!(allowed, [true, true, true, true, true, false, true]);
+    b.reset().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_batch_call_reads_the_server_clock_once_for_all_its_calls() {
+    if redis_support::skip() {
+        return;
+    }
+    let b = backend(&namespace("batchtime"));
+    let rate: Rate = "5/s".parse().unwrap();
+    assert!(
+        b.decide("{warm}", &FixedWindow, &rate, 1)
+            .await
+            .unwrap()
+            .allowed
+    );
+    let keys: Vec<String> = (0..20).map(|i| format!("{{t-{i}}}")).collect();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let (decisions, sent) = concurrent_fixed_window(&b, &keys, &rate).await;
+    assert!(sent.calls < sent.commands, "{sent:?}: no batch call");
+    // One call, one time: every window ends at the same moment from where it was read.
+    // Calls of other batches (at most a few) read their own.
+    let mut resets: Vec<Duration> = decisions.iter().map(|d| d.reset).collect();
+    resets.sort();
+    resets.dedup();
+    assert!(
+        resets.len() as u64 <= sent.calls,
+        "{} distinct times for {} calls",
+        resets.len(),
+        sent.calls
+    );
+    b.reset().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_bad_key_fails_alone_in_its_batch_call() {
+    if redis_support::skip() {
+        return;
+    }
+    let rate: Rate = "5/h".parse().unwrap();
+    let b = connected("batchbad", &rate).await;
+    let mut conn = raw().await;
+    let () = redis::cmd("RPUSH")
+        .arg(b.redis_key("{bad}"))
+        .arg("not a bucket")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut keys: Vec<String> = (0..10).map(|i| format!("{{good-{i}}}")).collect();
+    keys.insert(5, "{bad}".to_owned());
+    let (answers, sent) = concurrent_decisions(&b, keys, rate).await;
+    assert!(
+        sent.calls < sent.commands,
+        "{sent:?}: the decisions went one call each"
+    );
+    for (i, answer) in answers.into_iter().enumerate() {
+        match answer {
+            Err(Error::WrongType { key, .. }) if i == 5 => {
+                assert_eq!(key, b.redis_key("{bad}"))
+            }
+            Ok(true) if i != 5 => {}
+            other => panic!("decision {i}: {other:?}"),
+        }
+    }
     b.reset().await.unwrap();
 }
 
@@ -518,10 +649,10 @@ async fn a_bad_key_fails_alone_in_its_pipeline() {
         .unwrap();
     let mut keys: Vec<String> = (0..10).map(|i| format!("{{good-{i}}}")).collect();
     keys.insert(5, "{bad}".to_owned());
-    let (answers, commands, pipelines) = concurrent_decisions(&b, keys, rate).await;
+    let (answers, sent) = concurrent_decisions(&b, keys, rate).await;
     assert!(
-        pipelines < commands,
-        "{commands} decisions took {pipelines} pipelines"
+        sent.pipelines < sent.commands,
+        "{sent:?}: the decisions went one pipeline each"
     );
     for (i, answer) in answers.into_iter().enumerate() {
         match answer {

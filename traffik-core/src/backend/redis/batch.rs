@@ -9,6 +9,11 @@
 //! server). A pipeline carries each reply apart, server errors included: one key's
 //! `WRONGTYPE` or `NOSCRIPT` is that decision's error alone.
 //!
+//! Consecutive calls of Traffik's function library in a batch go out as one call of the
+//! library's batch function (`scripts/batch.lua`), which runs each as if it were alone
+//! and answers each in its place: Redis pays a function call's fixed cost, and reads its
+//! clock, once for them all, which more than halves its work per decision.
+//!
 //! Alone, a decision waits for one pass of the worker's queue, no timer. The task ends
 //! when its connection is dropped (after an error, see
 //! [`Shared::failed`](super::conn::Shared::failed)), once the pipelines it sent have
@@ -18,11 +23,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use deadpool_redis::redis::aio::{ConnectionLike, MultiplexedConnection};
-use deadpool_redis::redis::{Cmd, Pipeline, RedisError, RedisResult, Value};
+use deadpool_redis::redis::{Arg, Cmd, Pipeline, RedisError, RedisResult, Value};
 use tokio::sync::{mpsc, oneshot};
+
+use super::scripts::{Library, SCRIPTS};
 
 /// The most commands in one pipeline; more wait for the next.
 const MAX_BATCH: usize = 256;
+
+/// The most calls one batch function call runs: it holds Redis for their whole time
+/// (a few microseconds each), which other clients wait out.
+const MAX_COMBINED: usize = 64;
 
 /// One queued command and where its reply goes.
 struct Job {
@@ -35,6 +46,7 @@ struct Job {
 pub(super) struct Counters {
     pub commands: AtomicU64,
     pub pipelines: AtomicU64,
+    pub calls: AtomicU64,
 }
 
 impl Counters {
@@ -42,6 +54,7 @@ impl Counters {
         Pipelined {
             commands: self.commands.load(Ordering::Relaxed),
             pipelines: self.pipelines.load(Ordering::Relaxed),
+            calls: self.calls.load(Ordering::Relaxed),
         }
     }
 }
@@ -51,15 +64,19 @@ impl Counters {
 ///
 /// On a standalone server, the calls of the server-side code (decisions, and the
 /// primitives that run there) made at the same moment go out together, as one pipeline:
-/// `commands / pipelines` is the mean batch. Commands sent on their own (on a cluster,
-/// plain commands, a library load, or a script sent with its source after `NOSCRIPT` or
-/// a missing function) are not counted.
+/// `commands / pipelines` is the mean batch. Consecutive function calls of one pipeline
+/// go to Redis as one call of the library's batch function: `calls` is how many commands
+/// Redis received for the `commands`. Commands sent on their own (on a cluster, plain
+/// commands, a library load, or a script sent with its source after `NOSCRIPT` or a
+/// missing function) are not counted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pipelined {
     /// Function and script calls sent in pipelines.
     pub commands: u64,
     /// Pipelines they were sent in.
     pub pipelines: u64,
+    /// Commands Redis received for them: function calls sent together count once.
+    pub calls: u64,
 }
 
 /// The queue of one batching task; dropping every clone ends the task.
@@ -115,38 +132,146 @@ async fn run(
 
 /// Sends `batch` as one pipeline and hands each command its own reply.
 async fn send(mut conn: MultiplexedConnection, batch: Vec<Job>, counters: Arc<Counters>) {
-    let mut pipeline = Pipeline::with_capacity(batch.len());
-    let mut replies = Vec::with_capacity(batch.len());
-    for job in batch {
-        // Callers that gave up (a throttle's timeout) are not sent at all.
-        if job.reply.is_closed() {
-            continue;
-        }
-        pipeline.add_command(job.cmd);
-        replies.push(job.reply);
-    }
-    if replies.is_empty() {
+    // Callers that gave up (a throttle's timeout) are not sent at all.
+    let batch: Vec<Job> = batch
+        .into_iter()
+        .filter(|job| !job.reply.is_closed())
+        .collect();
+    if batch.is_empty() {
         return;
+    }
+    let library = &SCRIPTS.library;
+    let (mut cmds, replies): (Vec<Option<Cmd>>, Vec<_>) = batch
+        .into_iter()
+        .map(|job| (Some(job.cmd), job.reply))
+        .unzip();
+    let mut pipeline = Pipeline::with_capacity(cmds.len());
+    // How many of the commands, in order, each command of the pipeline carries.
+    let mut spans = Vec::with_capacity(cmds.len());
+    let mut start = 0;
+    while start < cmds.len() {
+        let run = cmds[start..]
+            .iter()
+            .take(MAX_COMBINED)
+            .take_while(|cmd| {
+                cmd.as_ref()
+                    .and_then(|cmd| library_call(cmd, library))
+                    .is_some()
+            })
+            .count();
+        if run >= 2 {
+            let calls: Vec<&Cmd> = cmds[start..start + run].iter().flatten().collect();
+            pipeline.add_command(combined(&calls, library));
+        } else if let Some(cmd) = cmds[start].take() {
+            pipeline.add_command(cmd);
+        }
+        let span = run.max(1);
+        spans.push(span);
+        start += span;
     }
     counters.pipelines.fetch_add(1, Ordering::Relaxed);
     counters
         .commands
         .fetch_add(replies.len() as u64, Ordering::Relaxed);
-    match conn.req_packed_commands(&pipeline, 0, replies.len()).await {
-        Ok(values) if values.len() == replies.len() => {
-            for (reply, value) in replies.into_iter().zip(values) {
-                let _ = reply.send(value.extract_error());
+    counters
+        .calls
+        .fetch_add(spans.len() as u64, Ordering::Relaxed);
+    match conn.req_packed_commands(&pipeline, 0, spans.len()).await {
+        Ok(values) if values.len() == spans.len() => {
+            let mut replies = replies.into_iter();
+            for (span, value) in spans.into_iter().zip(values) {
+                let answers: Vec<_> = replies.by_ref().take(span).collect();
+                match <[_; 1]>::try_from(answers) {
+                    Ok([reply]) => {
+                        let _ = reply.send(value.extract_error());
+                    }
+                    Err(answers) => answer_each(answers, value),
+                }
             }
         }
         Ok(values) => {
             let error = RedisError::from(std::io::Error::other(format!(
                 "redis answered a pipeline of {} commands with {} replies",
-                replies.len(),
+                spans.len(),
                 values.len()
             )));
             answer_all(replies, &error);
         }
         Err(error) => answer_all(replies, &error),
+    }
+}
+
+/// The key and arguments of `cmd` when it is `FCALL` of one of the library's functions
+/// (not the batch function itself) on one key: what the batch function can run.
+fn library_call<'c>(cmd: &'c Cmd, library: &Library) -> Option<(&'c [u8], &'c [u8])> {
+    let mut args = cmd.args_iter().map(|arg| match arg {
+        Arg::Simple(bytes) => Some(bytes),
+        _ => None,
+    });
+    let (verb, function, keys, key) = (args.next()??, args.next()??, args.next()??, args.next()??);
+    let ours = verb.eq_ignore_ascii_case(b"FCALL")
+        && function.starts_with(library.prefix.as_bytes())
+        && function != library.batch.as_bytes()
+        && keys == b"1";
+    ours.then_some((function, key))
+}
+
+/// One call of the library's batch function running `calls`, each a
+/// [`library_call`]: their keys, then for each its function, the number of its
+/// arguments and the arguments.
+fn combined(calls: &[&Cmd], library: &Library) -> Cmd {
+    let bytes = |cmd: &&Cmd| {
+        cmd.args_iter()
+            .map(|arg| match arg {
+                Arg::Simple(bytes) => bytes.len(),
+                _ => 0,
+            })
+            .sum::<usize>()
+    };
+    // Each call's arguments but its verb, with its count of arguments (a few digits).
+    let args = 3 + calls
+        .iter()
+        .map(|cmd| cmd.args_iter().len() - 1)
+        .sum::<usize>();
+    let size = library.batch.len() + 16 + calls.iter().map(bytes).sum::<usize>();
+    let mut cmd = Cmd::with_capacity(args, size);
+    cmd.arg("FCALL").arg(&library.batch).arg(calls.len());
+    for call in calls {
+        if let Some((_, key)) = library_call(call, library) {
+            cmd.arg(key);
+        }
+    }
+    for call in calls {
+        if let Some((function, _)) = library_call(call, library) {
+            // After the verb, the function, the key count and the key: its ARGV.
+            cmd.arg(function).arg(call.args_iter().len() - 4);
+            for arg in call.args_iter().skip(4) {
+                if let Arg::Simple(bytes) = arg {
+                    cmd.arg(bytes);
+                }
+            }
+        }
+    }
+    cmd
+}
+
+/// Hands each call of a batch function call its own reply: the array's element in its
+/// place, or the call's error (the batch function missing, say) to every one of them.
+fn answer_each(replies: Vec<oneshot::Sender<RedisResult<Value>>>, value: Value) {
+    match value {
+        Value::Array(values) if values.len() == replies.len() => {
+            for (reply, value) in replies.into_iter().zip(values) {
+                let _ = reply.send(value.extract_error());
+            }
+        }
+        Value::ServerError(error) => answer_all(replies, &error.into()),
+        other => {
+            let error = RedisError::from(std::io::Error::other(format!(
+                "redis answered a batch of {} function calls with {other:?}",
+                replies.len()
+            )));
+            answer_all(replies, &error);
+        }
     }
 }
 

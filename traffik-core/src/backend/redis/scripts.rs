@@ -8,6 +8,10 @@
 //! runs as its script only when every quantity the script computes stays an exact
 //! integer in a Lua double (below 2^53); see [`plan`]. Anything else takes the generic
 //! compare-and-set path.
+//!
+//! The library also holds a batch function (`batch.lua`): several calls of its functions
+//! in one `FCALL`, which the batching task sends in place of the calls it coalesced
+//! (see `batch.rs`).
 
 use std::fmt::Write as _;
 use std::sync::LazyLock;
@@ -19,6 +23,7 @@ use crate::strategy::Builtin;
 
 const PRELUDE: &str = include_str!("scripts/prelude.lua");
 const CLOCK: &str = include_str!("scripts/clock.lua");
+const BATCH: &str = include_str!("scripts/batch.lua");
 
 /// One script: its full source and SHA1 (for `EVAL`/`EVALSHA`), and the name of the same
 /// code as a function of the [`Library`] (for `FCALL`).
@@ -38,6 +43,10 @@ pub(super) struct Library {
     pub name: String,
     /// The code given to `FUNCTION LOAD`.
     pub source: String,
+    /// What every function's name starts with (`traffik_<hash>_`).
+    pub prefix: String,
+    /// The batch function's name.
+    pub batch: String,
 }
 
 pub(super) struct Scripts {
@@ -70,17 +79,31 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(build);
 
 fn build() -> Scripts {
     let sha1 = |text: &str| redis::Script::new(text).get_hash().to_owned();
-    let sources = BODIES.map(|(_, body)| format!("{PRELUDE}{CLOCK}{body}"));
-    let name = format!("traffik_{}", &sha1(&sources.concat())[..16]);
-    // Function bodies take their keys and arguments under the names scripts read them
-    // by, so that each body is the same text in both forms.
+    // A script has no caller to read the server's time for it.
+    let sources = BODIES.map(|(_, body)| format!("{PRELUDE}local SERVER_NOW\n{CLOCK}{body}"));
+    let name = format!("traffik_{}", &sha1(&(sources.concat() + BATCH))[..16]);
+    // Each body becomes a local function of the library, taking its keys and arguments
+    // under the names scripts read them by (so that a body is the same text in both
+    // forms) and the server's time when a batch already read it; each is registered as a
+    // function of its own, and the batch function runs any of them.
     let mut library = format!("#!lua name={name}\n{PRELUDE}");
     for (function, body) in BODIES {
         let _ = write!(
             library,
-            "\nredis.register_function('{name}_{function}', function(KEYS, ARGV)\n{CLOCK}{body}\nend)\n"
+            "\nlocal function run_{function}(KEYS, ARGV, SERVER_NOW)\n{CLOCK}{body}\nend\n\
+             redis.register_function('{name}_{function}', \
+             function(KEYS, ARGV) return run_{function}(KEYS, ARGV) end)\n"
         );
     }
+    library.push_str("\nlocal BATCHED = {\n");
+    for (function, _) in BODIES {
+        let _ = writeln!(library, "  ['{name}_{function}'] = run_{function},");
+    }
+    let batch = format!("{name}_batch");
+    let _ = write!(
+        library,
+        "}}\nredis.register_function('{batch}', function(KEYS, ARGV)\n{BATCH}\nend)\n"
+    );
     let script = |index: usize| {
         let source = sources[index].clone();
         LuaScript {
@@ -97,8 +120,10 @@ fn build() -> Scripts {
         meter: script(4),
         gcra: script(5),
         library: Library {
+            prefix: format!("{name}_"),
             name,
             source: library,
+            batch,
         },
     }
 }
