@@ -593,6 +593,47 @@ async fn a_batch_call_reads_the_server_clock_once_for_all_its_calls() {
 }
 
 #[tokio::test]
+async fn calls_of_different_throttles_in_one_batch_call_get_their_own_answers() {
+    if redis_support::skip() {
+        return;
+    }
+    let two: Rate = "2/h".parse().unwrap();
+    let five: Rate = "5/h".parse().unwrap();
+    let b = connected("batchmix", &two).await;
+    let before = b.pipelined();
+    // Runs of one throttle, of the other, and of both strategies, interleaved.
+    let plan: Vec<(usize, Rate, bool)> = (0..24)
+        .map(|i| (i, if i % 3 == 0 { two } else { five }, i % 5 == 0))
+        .collect();
+    let tasks: Vec<_> = plan
+        .iter()
+        .map(|&(i, rate, gcra)| {
+            let b = b.clone();
+            tokio::spawn(async move {
+                let key = format!("{{mix-{i}}}");
+                if gcra {
+                    b.decide(&key, &Gcra::new(), &rate, 1).await
+                } else {
+                    b.decide(&key, &FixedWindow, &rate, 1).await
+                }
+            })
+        })
+        .collect();
+    for ((i, rate, _), task) in plan.iter().zip(tasks) {
+        let decision = task.await.unwrap().unwrap();
+        assert!(decision.allowed, "call {i}");
+        assert_eq!(decision.limit, rate.limit(), "call {i}");
+        assert_eq!(decision.remaining, rate.limit() - 1, "call {i}");
+    }
+    let after = b.pipelined();
+    assert!(
+        after.calls - before.calls < after.commands - before.commands,
+        "no batch call"
+    );
+    b.reset().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_bad_key_fails_alone_in_its_batch_call() {
     if redis_support::skip() {
         return;

@@ -150,17 +150,13 @@ async fn send(mut conn: MultiplexedConnection, batch: Vec<Job>, counters: Arc<Co
     let mut spans = Vec::with_capacity(cmds.len());
     let mut start = 0;
     while start < cmds.len() {
-        let run = cmds[start..]
+        let calls: Vec<LibraryCall<'_>> = cmds[start..]
             .iter()
             .take(MAX_COMBINED)
-            .take_while(|cmd| {
-                cmd.as_ref()
-                    .and_then(|cmd| library_call(cmd, library))
-                    .is_some()
-            })
-            .count();
+            .map_while(|cmd| cmd.as_ref().and_then(|cmd| LibraryCall::of(cmd, library)))
+            .collect();
+        let run = calls.len();
         if run >= 2 {
-            let calls: Vec<&Cmd> = cmds[start..start + run].iter().flatten().collect();
             pipeline.add_command(combined(&calls, library));
         } else if let Some(cmd) = cmds[start].take() {
             pipeline.add_command(cmd);
@@ -201,56 +197,83 @@ async fn send(mut conn: MultiplexedConnection, batch: Vec<Job>, counters: Arc<Co
     }
 }
 
-/// The key and arguments of `cmd` when it is `FCALL` of one of the library's functions
-/// (not the batch function itself) on one key: what the batch function can run.
-fn library_call<'c>(cmd: &'c Cmd, library: &Library) -> Option<(&'c [u8], &'c [u8])> {
-    let mut args = cmd.args_iter().map(|arg| match arg {
-        Arg::Simple(bytes) => Some(bytes),
-        _ => None,
-    });
-    let (verb, function, keys, key) = (args.next()??, args.next()??, args.next()??, args.next()??);
-    let ours = verb.eq_ignore_ascii_case(b"FCALL")
-        && function.starts_with(library.prefix.as_bytes())
-        && function != library.batch.as_bytes()
-        && keys == b"1";
-    ours.then_some((function, key))
+/// A command that is `FCALL` of one of the library's functions (not the batch function
+/// itself) on one key: what the batch function can run.
+struct LibraryCall<'c> {
+    function: &'c [u8],
+    key: &'c [u8],
+    cmd: &'c Cmd,
 }
 
-/// One call of the library's batch function running `calls`, each a
-/// [`library_call`]: their keys, then for each its function, the number of its
-/// arguments and the arguments.
-fn combined(calls: &[&Cmd], library: &Library) -> Cmd {
-    let bytes = |cmd: &&Cmd| {
-        cmd.args_iter()
-            .map(|arg| match arg {
-                Arg::Simple(bytes) => bytes.len(),
-                _ => 0,
-            })
-            .sum::<usize>()
-    };
-    // Each call's arguments but its verb, with its count of arguments (a few digits).
-    let args = 3 + calls
-        .iter()
-        .map(|cmd| cmd.args_iter().len() - 1)
-        .sum::<usize>();
-    let size = library.batch.len() + 16 + calls.iter().map(bytes).sum::<usize>();
+impl<'c> LibraryCall<'c> {
+    fn of(cmd: &'c Cmd, library: &Library) -> Option<Self> {
+        let mut args = cmd.args_iter().map(simple);
+        let (verb, function, keys, key) =
+            (args.next()??, args.next()??, args.next()??, args.next()??);
+        let ours = verb.eq_ignore_ascii_case(b"FCALL")
+            && function.starts_with(library.prefix.as_bytes())
+            && function != library.batch.as_bytes()
+            && keys == b"1";
+        ours.then_some(Self { function, key, cmd })
+    }
+
+    /// The function's ARGV: what follows the verb, the function, the key count and the key.
+    fn argv(&self) -> impl Iterator<Item = &'c [u8]> + use<'c> {
+        self.cmd
+            .args_iter()
+            .skip(4)
+            .map(|arg| simple(arg).unwrap_or_default())
+    }
+
+    /// Whether `other` calls the same function with the same ARGV (on its own key).
+    fn same_as(&self, other: &Self) -> bool {
+        self.function == other.function && self.argv().eq(other.argv())
+    }
+}
+
+fn simple(arg: Arg<&[u8]>) -> Option<&[u8]> {
+    match arg {
+        Arg::Simple(bytes) => Some(bytes),
+        _ => None,
+    }
+}
+
+/// One call of the library's batch function running `calls` (see `batch.lua`): their
+/// keys, then for each run of calls of one function with the same ARGV (the decisions of
+/// one throttle, read on the server's clock), the function, the number of its arguments,
+/// the arguments and the number of calls. What Redis parses per decision is then little
+/// more than its key.
+fn combined(calls: &[LibraryCall<'_>], library: &Library) -> Cmd {
+    let mut runs: Vec<(&LibraryCall<'_>, usize)> = Vec::new();
+    for call in calls {
+        match runs.last_mut() {
+            Some((first, count)) if first.same_as(call) => *count += 1,
+            _ => runs.push((call, 1)),
+        }
+    }
+    let args = 3
+        + calls.len()
+        + runs
+            .iter()
+            .map(|(call, _)| 3 + call.argv().count())
+            .sum::<usize>();
+    let size = library.batch.len()
+        + calls.iter().map(|call| call.key.len()).sum::<usize>()
+        + runs
+            .iter()
+            .map(|(call, _)| call.function.len() + 8 + call.argv().map(<[u8]>::len).sum::<usize>())
+            .sum::<usize>();
     let mut cmd = Cmd::with_capacity(args, size);
     cmd.arg("FCALL").arg(&library.batch).arg(calls.len());
     for call in calls {
-        if let Some((_, key)) = library_call(call, library) {
-            cmd.arg(key);
-        }
+        cmd.arg(call.key);
     }
-    for call in calls {
-        if let Some((function, _)) = library_call(call, library) {
-            // After the verb, the function, the key count and the key: its ARGV.
-            cmd.arg(function).arg(call.args_iter().len() - 4);
-            for arg in call.args_iter().skip(4) {
-                if let Arg::Simple(bytes) = arg {
-                    cmd.arg(bytes);
-                }
-            }
+    for (call, count) in runs {
+        cmd.arg(call.function).arg(call.argv().count());
+        for arg in call.argv() {
+            cmd.arg(arg);
         }
+        cmd.arg(count);
     }
     cmd
 }
