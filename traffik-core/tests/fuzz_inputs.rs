@@ -390,6 +390,9 @@ impl Kind {
     /// Whether the strategy promises to judge `bytes` exactly as a fresh state, as its
     /// decoder documents: a wrong tag or length, and the values each decoder rejects.
     fn resets(self, bytes: &[u8], now: u64, rate: &Rate) -> bool {
+        if let Kind::SlidingWindowLog = self {
+            return sliding_log(bytes).is_none();
+        }
         let Some((&tag, rest)) = bytes.split_first() else {
             return true;
         };
@@ -408,12 +411,7 @@ impl Kind {
             _ => {}
         }
         match self {
-            Kind::FixedWindow | Kind::SlidingWindowCounter => false,
-            // Entries of zero cost, or out of order, are not a log this strategy wrote.
-            Kind::SlidingWindowLog => words
-                .chunks(2)
-                .enumerate()
-                .any(|(i, pair)| pair[1] == 0 || (i > 0 && words[2 * i - 2] > pair[0])),
+            Kind::FixedWindow | Kind::SlidingWindowCounter | Kind::SlidingWindowLog => false,
             // A level above the bucket's capacity is not one this strategy wrote.
             Kind::TokenBucket(_)
             | Kind::TokenBucketWithDebt(_)
@@ -432,6 +430,46 @@ impl Kind {
             }
         }
     }
+}
+
+/// A sliding log's entries (time, cost), read from any of its three forms: every time
+/// and cost in 64 bits (`0xA1`), or the oldest time in 64 bits then offsets from it in
+/// 32 bits, alone (`0xA3`, costs of 1) or each with a 32-bit cost (`0xA4`). `None` for
+/// what the strategy never writes: a wrong tag or length, a cost of 0, entries out of
+/// order, a time past 2^64.
+fn sliding_log(bytes: &[u8]) -> Option<Vec<(u64, u64)>> {
+    let le = |c: &[u8]| {
+        let mut word = [0u8; 8];
+        word[..c.len()].copy_from_slice(c);
+        u64::from_le_bytes(word)
+    };
+    let (&tag, rest) = bytes.split_first()?;
+    let entries: Vec<(u64, u64)> = match tag {
+        0xA1 if rest.len() % 16 == 0 => rest
+            .chunks(16)
+            .map(|c| (le(&c[..8]), le(&c[8..])))
+            .collect(),
+        0xA3 | 0xA4 => {
+            let width = if tag == 0xA3 { 4 } else { 8 };
+            if rest.len() < 8 || (rest.len() - 8) % width != 0 {
+                return None;
+            }
+            let base = le(&rest[..8]);
+            rest[8..]
+                .chunks(width)
+                .map(|c| {
+                    let cost = if width == 8 { le(&c[4..]) } else { 1 };
+                    Some((base.checked_add(le(&c[..4]))?, cost))
+                })
+                .collect::<Option<_>>()?
+        }
+        _ => return None,
+    };
+    let wrote = entries
+        .iter()
+        .enumerate()
+        .all(|(i, &(at, cost))| cost != 0 && (i == 0 || entries[i - 1].0 <= at));
+    wrote.then_some(entries)
 }
 
 fn kinds() -> impl Strategy<Value = Kind> {
@@ -544,6 +582,33 @@ fn sorted_log() -> impl Strategy<Value = Vec<u8>> {
     })
 }
 
+/// A sliding log in a compact form (`0xA3`: offsets alone, `0xA4`: offsets and costs),
+/// from any base, with offsets and costs of any 32-bit value: sorted or not, costs of 0
+/// included.
+fn compact_log() -> impl Strategy<Value = Vec<u8>> {
+    (
+        prop::sample::select(vec![0xA3u8, 0xA4]),
+        field(),
+        prop::collection::vec((any::<u32>(), any::<u32>()), 0..20),
+        any::<bool>(),
+    )
+        .prop_map(|(tag, base, entries, sort)| {
+            let mut entries = entries;
+            if sort {
+                entries.sort();
+            }
+            let mut bytes = vec![tag];
+            bytes.extend_from_slice(&base.to_le_bytes());
+            for (offset, cost) in entries {
+                bytes.extend_from_slice(&offset.to_le_bytes());
+                if tag == 0xA4 {
+                    bytes.extend_from_slice(&cost.to_le_bytes());
+                }
+            }
+            bytes
+        })
+}
+
 /// A cost the strategy accepts (1 to its capacity), from a raw number.
 fn cost_within(capacity: u64, raw: u64) -> u64 {
     1 + raw % capacity
@@ -618,7 +683,7 @@ proptest! {
     #[test]
     fn decoders_survive_any_bytes(
         kind in kinds(),
-        bytes in prop_oneof![4 => state_bytes(), 1 => sorted_log()],
+        bytes in prop_oneof![4 => state_bytes(), 1 => sorted_log(), 1 => compact_log()],
         now in times(),
         rate in rates(),
         raw_cost in prop_oneof![0u64..4, any::<u64>()],

@@ -62,6 +62,8 @@ fn rates() -> Vec<Rate> {
         "13/7s",
         "1000000/s",
         "50000/h",
+        // A sliding log spanning more than 2^32 us: its state in the wide form.
+        "9/3h",
     ]
     .iter()
     .map(|r| r.parse().unwrap())
@@ -87,6 +89,13 @@ fn corrupt_states() -> Vec<Vec<u8>> {
         [&[0xA1][..], &entry(5, 1), &entry(3, 1)].concat(),
         vec![0xA2; 25],
         [&[0xA1][..], &[0u8; 16][..]].concat(),
+        // The compact logs: cut short, out of order, a cost of 0, misaligned, and a base
+        // alone (an empty log, well formed).
+        vec![0xA3, 1, 2, 3],
+        [&[0xA3][..], &5u64.to_le_bytes(), &[9, 0, 0, 0, 3, 0, 0, 0]].concat(),
+        [&[0xA4][..], &5u64.to_le_bytes(), &[1, 0, 0, 0, 0, 0, 0, 0]].concat(),
+        [&[0xA3][..], &5u64.to_le_bytes(), &[1, 0, 0]].concat(),
+        [&[0xA4][..], &5u64.to_le_bytes()].concat(),
     ]
 }
 

@@ -1,4 +1,5 @@
-//! Binary encoding of strategy state: one format tag byte, then little-endian `u64`s.
+//! Binary encoding of strategy state: one format tag byte, then little-endian `u64`s, or
+//! (the sliding log's compact forms) one `u64` and then 32-bit words.
 //!
 //! The tag names the strategy and format version, so state written by another strategy
 //! (or by anything else) is recognised as foreign and replaced by fresh state.
@@ -8,7 +9,14 @@ use super::StateBytes;
 /// Format tags, one per built-in strategy state layout.
 pub(crate) mod tag {
     pub const FIXED_WINDOW: u8 = 0xF1;
+    /// The sliding window log, each entry as its time and cost in full.
     pub const SLIDING_WINDOW_LOG: u8 = 0xA1;
+    /// The sliding window log, each entry as an offset from the oldest's time, all of
+    /// cost 1.
+    pub const SLIDING_WINDOW_LOG_UNIT: u8 = 0xA3;
+    /// The sliding window log, each entry as an offset from the oldest's time and a cost,
+    /// both 32 bits.
+    pub const SLIDING_WINDOW_LOG_NARROW: u8 = 0xA4;
     pub const SLIDING_WINDOW_COUNTER: u8 = 0xA2;
     pub const TOKEN_BUCKET: u8 = 0xB1;
     pub const TOKEN_BUCKET_WITH_DEBT: u8 = 0xB2;
@@ -50,6 +58,27 @@ pub(crate) fn encode_iter(
     }
     // Fewer fields than announced: what was written, nothing more.
     out.truncate(1 + 8 * written);
+    out
+}
+
+/// `tag`, then `base` as a little-endian `u64`, then `count` words of `width` bytes
+/// each (4 or 8), little-endian: the low bytes of each of `words`.
+pub(crate) fn encode_packed(
+    tag: u8,
+    base: u64,
+    width: usize,
+    count: usize,
+    words: impl IntoIterator<Item = u64>,
+) -> StateBytes {
+    let mut out = StateBytes::from_elem(0, 9 + width * count);
+    out[0] = tag;
+    out[1..9].copy_from_slice(&base.to_le_bytes());
+    let mut written = 0;
+    for (chunk, word) in out[9..].chunks_exact_mut(width).zip(words) {
+        chunk.copy_from_slice(&word.to_le_bytes()[..width]);
+        written += 1;
+    }
+    out.truncate(9 + width * written);
     out
 }
 
