@@ -14,6 +14,8 @@
 
 local replies, call, at = {}, 0, 1
 local server_now
+-- One KEYS table for every call, its key replaced for each (no body writes to it).
+local keys = {}
 while at <= #ARGV do
   local run, count = BATCHED[ARGV[at]], tonumber(ARGV[at + 1])
   local args = {}
@@ -29,7 +31,8 @@ while at <= #ARGV do
     if not run then
       replies[call] = {err = 'ERR Function not found'}
     else
-      local ok, reply = pcall(run, {KEYS[call]}, args, server_now)
+      keys[1] = KEYS[call]
+      local ok, reply = pcall(run, keys, args, server_now)
       if ok then
         -- nil would end the array here: false is Redis's nil reply.
         if reply == nil then reply = false end

@@ -13,9 +13,14 @@
 
 local NOW, OFFSET
 
--- An integer as text (tostring would use %.14g and lose digits).
+-- An integer as text (tostring would use %.14g and lose digits). The last one is kept:
+-- the calls of a batch mostly write the same window's number.
+local last_int, last_int_text
 local function int(n)
-  return string.format('%d', n)
+  if n ~= last_int then
+    last_int, last_int_text = n, string.format('%d', n)
+  end
+  return last_int_text
 end
 
 -- Floor of a / b for non-negative integers, corrected for rounding.
