@@ -168,6 +168,7 @@ impl SlidingWindowLog {
         }
         Self::until_empty(entries, now, rate)
     }
+
     /// A request of `cost` judged on the log decoded.
     fn apply_decoded(state: Option<&[u8]>, now: Micros, rate: &Rate, cost: u64) -> Transition {
         let limit = rate.limit();
@@ -306,6 +307,7 @@ impl Algorithm for SlidingWindowLog {
         }
         Ok(Self::apply_decoded(state, now, rate, cost))
     }
+
     fn peek(&self, state: Option<&[u8]>, now: Micros, rate: &Rate) -> Decision {
         let limit = rate.limit();
         let entries = Self::live(state, now, rate);

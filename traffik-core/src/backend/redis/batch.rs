@@ -11,8 +11,9 @@
 //!
 //! Consecutive calls of Traffik's function library in a batch go out as one call of the
 //! library's batch function (`scripts/batch.lua`), which runs each as if it were alone
-//! and answers each in its place: Redis pays a function call's fixed cost, and reads its
-//! clock, once for them all, which more than halves its work per decision.
+//! and answers each in its place: Redis pays a function call's fixed cost, reads its
+//! clock, and parses the arguments the calls share, once for them all (a quarter less of
+//! its time per decision, alone on Redis, for the fixed window).
 //!
 //! Alone, a decision waits for one pass of the worker's queue, no timer. The task ends
 //! when its connection is dropped (after an error, see
@@ -210,19 +211,18 @@ impl<'c> LibraryCall<'c> {
         let mut args = cmd.args_iter().map(simple);
         let (verb, function, keys, key) =
             (args.next()??, args.next()??, args.next()??, args.next()??);
+        // Every argument plain bytes (no cursor): `argv` passes them on as they are.
         let ours = verb.eq_ignore_ascii_case(b"FCALL")
             && function.starts_with(library.prefix.as_bytes())
             && function != library.batch.as_bytes()
-            && keys == b"1";
+            && keys == b"1"
+            && args.all(|arg| arg.is_some());
         ours.then_some(Self { function, key, cmd })
     }
 
     /// The function's ARGV: what follows the verb, the function, the key count and the key.
     fn argv(&self) -> impl Iterator<Item = &'c [u8]> + use<'c> {
-        self.cmd
-            .args_iter()
-            .skip(4)
-            .map(|arg| simple(arg).unwrap_or_default())
+        self.cmd.args_iter().skip(4).filter_map(simple)
     }
 
     /// Whether `other` calls the same function with the same ARGV (on its own key).

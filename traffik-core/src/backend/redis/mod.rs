@@ -9,7 +9,9 @@
 //!   and every key they write has a TTL.
 //! * On a standalone server, decisions made at the same moment go out together as one
 //!   pipeline (one write, one read on the server), each with its own reply and its own
-//!   errors; [`RedisBackend::pipelined`] counts them.
+//!   errors; with functions, consecutive ones run in one call of the library's batch
+//!   function, which reads the server's clock once for them all and runs each as if it
+//!   were alone. [`RedisBackend::pipelined`] counts them.
 //! * The scripts read and write the same bytes as the Rust strategies
 //!   (`strategy/codec.rs`), so [`Backend::peek`], [`Backend::get`] and corrupt-state
 //!   handling agree with every other backend. A differential test checks that the
@@ -444,13 +446,15 @@ impl RedisBackend {
     }
 
     /// The function and script calls (decisions first) coalesced into pipelines so far,
-    /// and how many pipelines they took.
+    /// how many pipelines they took, and how many commands Redis received for them (the
+    /// function calls of a pipeline run in batch calls).
     ///
     /// ```no_run
     /// # async fn demo(backend: traffik_core::RedisBackend) {
     /// let sent = backend.pipelined();
     /// let mean_batch = sent.commands as f64 / sent.pipelines.max(1) as f64;
-    /// tracing::info!(mean_batch, "redis decisions per write");
+    /// let per_call = sent.commands as f64 / sent.calls.max(1) as f64;
+    /// tracing::info!(mean_batch, per_call, "redis decisions per write, and per call");
     /// # }
     /// ```
     pub fn pipelined(&self) -> Pipelined {
