@@ -438,6 +438,16 @@ async fn connected(test: &str, rate: &Rate) -> RedisBackend {
     b
 }
 
+/// What `b` sent in pipelines since it had sent `before`.
+fn sent_since(b: &RedisBackend, before: Pipelined) -> Pipelined {
+    let after = b.pipelined();
+    Pipelined {
+        commands: after.commands - before.commands,
+        pipelines: after.pipelines - before.pipelines,
+        calls: after.calls - before.calls,
+    }
+}
+
 /// Decides each of `keys` on `b` (a token bucket) from a task of its own, all spawned at
 /// once; the answers, and what they took (commands, pipelines, calls).
 async fn concurrent_decisions(
@@ -461,13 +471,7 @@ async fn concurrent_decisions(
     for task in tasks {
         answers.push(task.await.unwrap());
     }
-    let after = b.pipelined();
-    let sent = Pipelined {
-        commands: after.commands - before.commands,
-        pipelines: after.pipelines - before.pipelines,
-        calls: after.calls - before.calls,
-    };
-    (answers, sent)
+    (answers, sent_since(b, before))
 }
 
 #[tokio::test]
@@ -525,13 +529,7 @@ async fn concurrent_fixed_window(
     for task in tasks {
         decisions.push(task.await.unwrap().unwrap());
     }
-    let after = b.pipelined();
-    let sent = Pipelined {
-        commands: after.commands - before.commands,
-        pipelines: after.pipelines - before.pipelines,
-        calls: after.calls - before.calls,
-    };
-    (decisions, sent)
+    (decisions, sent_since(b, before))
 }
 
 #[tokio::test]
@@ -625,21 +623,20 @@ async fn calls_of_different_throttles_in_one_batch_call_get_their_own_answers() 
         assert_eq!(decision.limit, rate.limit(), "call {i}");
         assert_eq!(decision.remaining, rate.limit() - 1, "call {i}");
     }
-    let after = b.pipelined();
-    assert!(
-        after.calls - before.calls < after.commands - before.commands,
-        "no batch call"
-    );
+    let sent = sent_since(&b, before);
+    assert!(sent.calls < sent.commands, "{sent:?}: no batch call");
     b.reset().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_bad_key_fails_alone_in_its_batch_call() {
-    if redis_support::skip() {
-        return;
-    }
+/// Eleven decisions (a token bucket) from tasks of their own, the sixth on a key holding
+/// a list; with `forget_code`, the function library and the script cache deleted first,
+/// so that every decision finds its function missing (or `NOSCRIPT`) before its answer.
+async fn one_bad_key_among_ten(
+    test: &str,
+    forget_code: bool,
+) -> (RedisBackend, Vec<traffik_core::Result<bool>>, Pipelined) {
     let rate: Rate = "5/h".parse().unwrap();
-    let b = connected("batchbad", &rate).await;
+    let b = connected(test, &rate).await;
     let mut conn = raw().await;
     let () = redis::cmd("RPUSH")
         .arg(b.redis_key("{bad}"))
@@ -647,22 +644,39 @@ async fn a_bad_key_fails_alone_in_its_batch_call() {
         .query_async(&mut conn)
         .await
         .unwrap();
+    if forget_code {
+        redis_support::delete_function_libraries(&mut conn).await;
+        let () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
     let mut keys: Vec<String> = (0..10).map(|i| format!("{{good-{i}}}")).collect();
     keys.insert(5, "{bad}".to_owned());
     let (answers, sent) = concurrent_decisions(&b, keys, rate).await;
-    assert!(
-        sent.calls < sent.commands,
-        "{sent:?}: the decisions went one call each"
-    );
-    for (i, answer) in answers.into_iter().enumerate() {
+    for (i, answer) in answers.iter().enumerate() {
         match answer {
             Err(Error::WrongType { key, .. }) if i == 5 => {
-                assert_eq!(key, b.redis_key("{bad}"))
+                assert_eq!(*key, b.redis_key("{bad}"))
             }
             Ok(true) if i != 5 => {}
             other => panic!("decision {i}: {other:?}"),
         }
     }
+    (b, answers, sent)
+}
+
+#[tokio::test]
+async fn a_bad_key_fails_alone_in_its_batch_call() {
+    if redis_support::skip() {
+        return;
+    }
+    let (b, _, sent) = one_bad_key_among_ten("batchbad", false).await;
+    assert!(
+        sent.calls < sent.commands,
+        "{sent:?}: the decisions went one call each"
+    );
     b.reset().await.unwrap();
 }
 
@@ -671,39 +685,11 @@ async fn a_bad_key_fails_alone_in_its_pipeline() {
     if redis_support::skip() {
         return;
     }
-    let rate: Rate = "5/h".parse().unwrap();
-    let b = connected("pipebad", &rate).await;
-    let mut conn = raw().await;
-    let () = redis::cmd("RPUSH")
-        .arg(b.redis_key("{bad}"))
-        .arg("not a bucket")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    // And the function library deleted: every decision of the batch finds its function
-    // missing first (and NOSCRIPT, were the scripts the backend's way).
-    redis_support::delete_function_libraries(&mut conn).await;
-    let () = redis::cmd("SCRIPT")
-        .arg("FLUSH")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let mut keys: Vec<String> = (0..10).map(|i| format!("{{good-{i}}}")).collect();
-    keys.insert(5, "{bad}".to_owned());
-    let (answers, sent) = concurrent_decisions(&b, keys, rate).await;
+    let (b, _, sent) = one_bad_key_among_ten("pipebad", true).await;
     assert!(
         sent.pipelines < sent.commands,
         "{sent:?}: the decisions went one pipeline each"
     );
-    for (i, answer) in answers.into_iter().enumerate() {
-        match answer {
-            Err(Error::WrongType { key, .. }) if i == 5 => {
-                assert_eq!(key, b.redis_key("{bad}"))
-            }
-            Ok(true) if i != 5 => {}
-            other => panic!("decision {i}: {other:?}"),
-        }
-    }
     b.reset().await.unwrap();
 }
 
