@@ -264,12 +264,14 @@ impl SlidingWindowLog {
         if newest.is_some_and(|newest| newest >= now) {
             return None;
         }
-        let oldest = if first < count {
-            base + u64::from(offset(first))
+        // The oldest live entry, and its offset (by which the live run is rebased); with
+        // none live, the new entry alone (and the base, perhaps ahead of `now`, unused).
+        let (oldest, shift) = if first < count {
+            let shift = offset(first);
+            (base + u64::from(shift), shift)
         } else {
-            now
+            (now, 0)
         };
-        let shift = u32::try_from(oldest - base).ok()?;
         let last = u32::try_from(now - oldest).ok()?;
         let live = (first..count).map(|i| u64::from(offset(i) - shift));
         let state = codec::encode_packed(
@@ -402,12 +404,15 @@ mod tests {
         fn the_unit_path_answers_and_writes_as_the_decoded_one(
             bytes in unit_log(),
             ahead in prop_oneof![0u64..4_000_000, any::<u64>()],
+            behind in prop_oneof![3 => Just(0u64), 1 => 0u64..4_000_000, 1 => any::<u64>()],
             limit in 1u64..30,
             period_ms in prop_oneof![1u64..3_000, Just(4_294_968), Just(7_200_000)],
         ) {
             let rate = Rate::new(limit, std::time::Duration::from_millis(period_ms)).unwrap();
             let base = u64::from_le_bytes(bytes[1..9].try_into().unwrap());
-            let now = base.saturating_add(ahead);
+            // Mostly at or after the log's base; sometimes before it (a clock that
+            // stepped back, a forged base).
+            let now = base.saturating_add(ahead).saturating_sub(behind);
             let decoded = SlidingWindowLog::apply_decoded(Some(&bytes), now, &rate, 1);
             if let Some(unit) = SlidingWindowLog::apply_unit(&bytes, now, &rate) {
                 prop_assert_eq!(unit, decoded);
