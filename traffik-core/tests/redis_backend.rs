@@ -668,6 +668,30 @@ async fn one_bad_key_among_ten(
 }
 
 #[tokio::test]
+async fn more_calls_than_one_batch_call_runs_go_in_several() {
+    if redis_support::skip() {
+        return;
+    }
+    let rate: Rate = "2/h".parse().unwrap();
+    let b = connected("batchsplit", &rate).await;
+    // 150 decisions on 50 clients, three each: the third of each client is denied.
+    let keys: Vec<String> = (0..150).map(|i| format!("{{split-{}}}", i % 50)).collect();
+    let (answers, sent) = concurrent_decisions(&b, keys, rate).await;
+    let answers: Vec<bool> = answers.into_iter().map(Result::unwrap).collect();
+    assert_eq!(answers.iter().filter(|allowed| **allowed).count(), 100);
+    for client in 0..50 {
+        let own: Vec<bool> = (0..3).map(|round| answers[round * 50 + client]).collect();
+        assert_eq!(own, [true, true, false], "client {client}");
+    }
+    // A batch call runs at most 64 calls: a pipeline of 150 takes at least three.
+    assert!(
+        sent.calls >= sent.commands.div_ceil(64) && sent.calls < sent.commands,
+        "{sent:?}"
+    );
+    b.reset().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_bad_key_fails_alone_in_its_batch_call() {
     if redis_support::skip() {
         return;
