@@ -1,7 +1,7 @@
 -- Fixed window: mirrors strategy/fixed_window.rs. State: 0xF1, count.
 -- KEYS[1]: the client's key; the state lives at KEYS[1]:window (same hash slot when
 -- KEYS[1] carries a hash tag). ARGV[3..5]: limit, period (us), cost.
-local limit, period, cost = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local limit, period, cost = rate_of(ARGV)
 local window = idiv(NOW, period)
 local key = KEYS[1] .. ':' .. int(window)
 local reset = period - (NOW - window * period)

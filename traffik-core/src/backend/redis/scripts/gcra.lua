@@ -3,7 +3,7 @@
 -- The TAT itself exceeds 2^53, so it is handled as a wide integer; everything relative
 -- to now (backlogs, tolerances) is a small integer.
 -- ARGV[3..5]: limit, period (us), cost; ARGV[6]: burst.
-local limit, period, cost = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local limit, period, cost = rate_of(ARGV)
 local burst = tonumber(ARGV[6])
 local key = KEYS[1]
 

@@ -3,7 +3,7 @@
 -- level drains by `limit` units per microsecond.
 -- ARGV[3..5]: limit, period (us), cost; ARGV[6..9]: tag, capacity, visible,
 -- only_when_empty (1/0).
-local limit, period, cost = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local limit, period, cost = rate_of(ARGV)
 local tag, capacity, visible = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local only_when_empty = ARGV[9] == '1'
 local key = KEYS[1]

@@ -23,6 +23,18 @@ local function int(n)
   return last_int_text
 end
 
+-- A decision's limit, period and cost (ARGV[3..5]) as numbers, read once per ARGV table:
+-- the calls of a run in a batch share theirs. The table last read is held, so that no
+-- other can take its place in memory and be mistaken for it.
+local rate_args, rate_limit, rate_period, rate_cost
+local function rate_of(ARGV)
+  if ARGV ~= rate_args then
+    rate_args = ARGV
+    rate_limit, rate_period, rate_cost = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+  end
+  return rate_limit, rate_period, rate_cost
+end
+
 -- Floor of a / b for non-negative integers, corrected for rounding.
 local function idiv(a, b)
   local q = math.floor(a / b)

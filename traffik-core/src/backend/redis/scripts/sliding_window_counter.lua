@@ -1,6 +1,6 @@
 -- Sliding window counter: mirrors strategy/sliding_window_counter.rs.
 -- State: 0xA2, window, previous, current. ARGV[3..5]: limit, period (us), cost.
-local limit, period, cost = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local limit, period, cost = rate_of(ARGV)
 local key = KEYS[1]
 local window = idiv(NOW, period)
 local elapsed = NOW - window * period

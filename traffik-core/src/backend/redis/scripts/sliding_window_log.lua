@@ -4,7 +4,7 @@
 --         cost 1, and the log spans less than 2^32 us;
 --   0xA4, the same, then each entry's offset and cost (u32, u32): costs below 2^32;
 --   0xA1, then each entry's time and cost (u64, u64): anything else.
-local limit, period, cost = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local limit, period, cost = rate_of(ARGV)
 local key = KEYS[1]
 local U32 = 4294967295
 
