@@ -49,16 +49,7 @@ pub(crate) fn encode_iter(
     count: usize,
     fields: impl IntoIterator<Item = u64>,
 ) -> StateBytes {
-    let mut out = StateBytes::from_elem(0, 1 + 8 * count);
-    out[0] = tag;
-    let mut written = 0;
-    for (chunk, field) in out[1..].chunks_exact_mut(8).zip(fields) {
-        chunk.copy_from_slice(&field.to_le_bytes());
-        written += 1;
-    }
-    // Fewer fields than announced: what was written, nothing more.
-    out.truncate(1 + 8 * written);
-    out
+    encode_words(&[tag], 8, count, fields)
 }
 
 /// `tag`, then `base` as a little-endian `u64`, then `count` words of `width` bytes
@@ -70,15 +61,28 @@ pub(crate) fn encode_packed(
     count: usize,
     words: impl IntoIterator<Item = u64>,
 ) -> StateBytes {
-    let mut out = StateBytes::from_elem(0, 9 + width * count);
-    out[0] = tag;
-    out[1..9].copy_from_slice(&base.to_le_bytes());
+    let mut header = [tag; 9];
+    header[1..].copy_from_slice(&base.to_le_bytes());
+    encode_words(&header, width, count, words)
+}
+
+/// `header`, then up to `count` of `words` in `width` little-endian bytes each (their
+/// low bytes), written into a state sized once; if fewer come, it ends after the last.
+fn encode_words(
+    header: &[u8],
+    width: usize,
+    count: usize,
+    words: impl IntoIterator<Item = u64>,
+) -> StateBytes {
+    let start = header.len();
+    let mut out = StateBytes::from_elem(0, start + width * count);
+    out[..start].copy_from_slice(header);
     let mut written = 0;
-    for (chunk, word) in out[9..].chunks_exact_mut(width).zip(words) {
+    for (chunk, word) in out[start..].chunks_exact_mut(width).zip(words) {
         chunk.copy_from_slice(&word.to_le_bytes()[..width]);
         written += 1;
     }
-    out.truncate(9 + width * written);
+    out.truncate(start + width * written);
     out
 }
 

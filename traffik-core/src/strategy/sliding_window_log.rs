@@ -84,22 +84,22 @@ impl SlidingWindowLog {
                 }
             }
             _ => {
-                let (base, rest) = fields.split_first_chunk::<8>()?;
-                let base = u64::from_le_bytes(*base);
-                if rest.len() % width != 0 {
-                    return None;
-                }
+                let (base, rest) = Self::compact(fields, width)?;
                 for entry in rest.chunks_exact(width) {
-                    let offset = u32::from_le_bytes(entry.get(..4)?.try_into().ok()?);
-                    let cost = match entry.get(4..8) {
-                        Some(cost) => u32::from_le_bytes(cost.try_into().ok()?),
-                        None => 1,
-                    };
+                    let offset = word_at(entry, 0)?;
+                    let cost = if width == 8 { word_at(entry, 4)? } else { 1 };
                     push(base.checked_add(u64::from(offset))?, u64::from(cost))?;
                 }
             }
         }
         Some(entries)
+    }
+
+    /// A compact log's base (its oldest entry's time) and its entries, `width` bytes each
+    /// (after the tag); `None` when the bytes stop short of a whole entry.
+    fn compact(fields: &[u8], width: usize) -> Option<(Micros, &[u8])> {
+        let (base, entries) = fields.split_first_chunk::<8>()?;
+        (entries.len() % width == 0).then_some((u64::from_le_bytes(*base), entries))
     }
 
     /// The log's state, in the narrowest form that holds it: offsets from the oldest
@@ -211,20 +211,10 @@ impl SlidingWindowLog {
         let (&tag::SLIDING_WINDOW_LOG_UNIT, fields) = bytes.split_first()? else {
             return None;
         };
-        let (base, offsets) = fields.split_first_chunk::<8>()?;
-        let base = u64::from_le_bytes(*base);
-        if offsets.len() % 4 != 0 || base.checked_add(u64::from(u32::MAX)).is_none() {
-            return None;
-        }
-        let offset = |i: usize| {
-            let word = [
-                offsets[4 * i],
-                offsets[4 * i + 1],
-                offsets[4 * i + 2],
-                offsets[4 * i + 3],
-            ];
-            u32::from_le_bytes(word)
-        };
+        let (base, offsets) = Self::compact(fields, 4)?;
+        base.checked_add(u64::from(u32::MAX))?;
+        // Within the bytes, as `count` says.
+        let offset = |i: usize| word_at(offsets, 4 * i).unwrap_or_default();
         let count = offsets.len() / 4;
         let period = rate.period_micros();
         // The first entry still in the window, and the offsets in order.
@@ -326,6 +316,12 @@ impl Algorithm for SlidingWindowLog {
     fn builtin(&self) -> Option<Builtin> {
         Some(Builtin::SlidingWindowLog)
     }
+}
+
+/// The little-endian `u32` at `at` in `bytes`, if the bytes hold it.
+fn word_at(bytes: &[u8], at: usize) -> Option<u32> {
+    let word = bytes.get(at..at.checked_add(4)?)?;
+    word.try_into().ok().map(u32::from_le_bytes)
 }
 
 #[cfg(test)]
