@@ -448,30 +448,41 @@ fn sent_since(b: &RedisBackend, before: Pipelined) -> Pipelined {
     }
 }
 
-/// Decides each of `keys` on `b` (a token bucket) from a task of its own, all spawned at
-/// once; the answers, and what they took (commands, pipelines, calls).
+/// Decides each of `keys` on `b` with `algorithm` from a task of its own, all spawned at
+/// once; the decisions, and what they took (commands, pipelines, calls).
+async fn decided_together<A: Algorithm + Clone>(
+    b: &RedisBackend,
+    keys: Vec<String>,
+    algorithm: A,
+    rate: Rate,
+) -> (Vec<traffik_core::Result<traffik_core::Decision>>, Pipelined) {
+    let before = b.pipelined();
+    let tasks: Vec<_> = keys
+        .into_iter()
+        .map(|key| {
+            let (b, algorithm) = (b.clone(), algorithm.clone());
+            tokio::spawn(async move { b.decide(&key, &algorithm, &rate, 1).await })
+        })
+        .collect();
+    let mut decisions = Vec::new();
+    for task in tasks {
+        decisions.push(task.await.unwrap());
+    }
+    (decisions, sent_since(b, before))
+}
+
+/// [`decided_together`] with a token bucket: whether each was allowed.
 async fn concurrent_decisions(
     b: &RedisBackend,
     keys: Vec<String>,
     rate: Rate,
 ) -> (Vec<traffik_core::Result<bool>>, Pipelined) {
-    let before = b.pipelined();
-    let tasks: Vec<_> = keys
+    let (decisions, sent) = decided_together(b, keys, TokenBucket::new(), rate).await;
+    let answers = decisions
         .into_iter()
-        .map(|key| {
-            let b = b.clone();
-            tokio::spawn(async move {
-                b.decide(&key, &TokenBucket::new(), &rate, 1)
-                    .await
-                    .map(|d| d.allowed)
-            })
-        })
+        .map(|d| d.map(|d| d.allowed))
         .collect();
-    let mut answers = Vec::new();
-    for task in tasks {
-        answers.push(task.await.unwrap());
-    }
-    (answers, sent_since(b, before))
+    (answers, sent)
 }
 
 #[tokio::test]
@@ -510,26 +521,15 @@ async fn decisions_made_together_go_out_in_one_pipeline() {
     b.reset().await.unwrap();
 }
 
-/// Decides `keys` (a fixed window) on `b` all at once, from tasks of their own: the
-/// decisions, and what they took.
+/// [`decided_together`] with a fixed window, every decision made.
 async fn concurrent_fixed_window(
     b: &RedisBackend,
     keys: &[&str],
     rate: &Rate,
 ) -> (Vec<traffik_core::Decision>, Pipelined) {
-    let before = b.pipelined();
-    let tasks: Vec<_> = keys
-        .iter()
-        .map(|key| {
-            let (b, key, rate) = (b.clone(), (*key).to_owned(), *rate);
-            tokio::spawn(async move { b.decide(&key, &FixedWindow, &rate, 1).await })
-        })
-        .collect();
-    let mut decisions = Vec::new();
-    for task in tasks {
-        decisions.push(task.await.unwrap().unwrap());
-    }
-    (decisions, sent_since(b, before))
+    let keys = keys.iter().map(|key| (*key).to_owned()).collect();
+    let (decisions, sent) = decided_together(b, keys, FixedWindow, *rate).await;
+    (decisions.into_iter().map(Result::unwrap).collect(), sent)
 }
 
 #[tokio::test]
