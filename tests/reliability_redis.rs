@@ -127,6 +127,50 @@ async fn a_connection_cut_without_closing_is_made_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_on_a_cut_connection_end_at_the_backends_timeout() {
+    let Some(redis) = ChildServer::start(&REDIS).await else {
+        return;
+    };
+    let partition = Partition::start(redis.port).await;
+    // Far below redis-rs's response timeout (500 ms): what ends these decisions is their
+    // deadline, kept by the pipeline they went in (the throttle has no timer of its own).
+    let limit = Duration::from_millis(60);
+    let backend = RedisBackend::builder("cut-deadline")
+        .url(url(partition.port))
+        .timeout(limit)
+        .build()
+        .expect("backend");
+    let throttle = Throttle::new("cut", "1000/m").expect("throttle");
+    let client = Identity::client("192.0.2.77");
+    // Connecting and loading the library may take longer than one decision's 60 ms.
+    let mut answers = Vec::new();
+    while !matches!(answers.last(), Some(Ok(_))) {
+        assert!(
+            answers.len() < 50,
+            "no decision through the partition: {answers:?}"
+        );
+        answers.push(throttle.hit(&client, "s", &backend).await);
+    }
+
+    partition.cut();
+    let started = std::time::Instant::now();
+    let burst = (0..8).map(|_| throttle.hit(&client, "s", &backend));
+    for result in futures_util::future::join_all(burst).await {
+        assert_eq!(result, Err(traffik::Error::Timeout(limit)));
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_millis(450),
+        "answered after {elapsed:?}, not at the 60 ms deadline"
+    );
+    assert!(
+        backend.pipelined().pipelines >= 2,
+        "{:?}",
+        backend.pipelined()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_slower_to_make_than_the_timeout_is_still_made() {
     let Some(redis) = ChildServer::start(&REDIS).await else {
         return;

@@ -406,7 +406,11 @@ impl Throttle {
         let key = throttle_key_after(&self.key_prefix, id, scope);
         let key = key.as_str();
         let decided = self
-            .bounded(backend, self.strategy.hit(key, &self.rate, cost, backend))
+            .bounded(
+                backend,
+                self.strategy.hit(key, &self.rate, cost, backend),
+                self.strategy.hits_through_decide(),
+            )
             .await;
         let hit = Hit {
             id,
@@ -576,17 +580,22 @@ impl Throttle {
 
     /// Awaits a decision, for at most the throttle's (or else the backend's) timeout. A
     /// decision that completes on its first poll (the in-memory backend's) starts no
-    /// timer.
+    /// timer; nor does one that is a single `decide` call (`one_decide`) of a backend that
+    /// [bounds its decisions](Backend::bounds_decisions) to the same timeout.
     async fn bounded(
         &self,
         backend: &dyn Backend,
         decision: BackendFuture<'_, Result<Decision>>,
+        one_decide: bool,
     ) -> Result<Decision> {
         let pending = match decision.now_or_never() {
             Ok(done) => return done,
             Err(pending) => pending,
         };
         let limit = self.timeout.unwrap_or_else(|| backend.timeout());
+        if one_decide && limit == backend.timeout() && backend.bounds_decisions() {
+            return pending.await;
+        }
         match tokio::time::timeout(limit, pending).await {
             Ok(done) => done,
             Err(_) => Err(Error::Timeout(limit)),
@@ -665,7 +674,11 @@ impl Throttle {
         let backend: &dyn Backend = self.backend.as_deref().unwrap_or(backend);
         let key = self.key(id, scope);
         Ok(self
-            .bounded(backend, self.strategy.stat(&key, &self.rate, backend))
+            .bounded(
+                backend,
+                self.strategy.stat(&key, &self.rate, backend),
+                false,
+            )
             .await?
             .with_min_wait(self.min_wait_period))
     }

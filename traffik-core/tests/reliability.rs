@@ -16,7 +16,7 @@ use traffik_core::policy::DEFAULT_TIMEOUT;
 use traffik_core::{
     Algorithm, Backend, BackendFuture, BreakerState, CircuitBreaker, Decision, DecisionSource,
     Error, FailurePolicy, FailureVerdict, FixedWindow, Gcra, Identity, InMemoryBackend, Lock,
-    LockOptions, ManualClock, Micros, Rate, Result, Throttle,
+    LockOptions, ManualClock, Micros, Rate, Result, Strategy, Throttle,
 };
 
 /// What the fake backend does with a call.
@@ -40,6 +40,8 @@ struct Flaky {
     policy: Option<FailurePolicy>,
     timeout: Option<Duration>,
     in_place: bool,
+    /// Claims to bound its decisions (`Backend::bounds_decisions`), whatever its mode.
+    bounding: bool,
     /// A store on this clock, moved on by this much before each `update` runs: the time
     /// a network backend's update spends waiting for a connection.
     slow_updates: Option<(ManualClock, Duration)>,
@@ -54,6 +56,7 @@ impl Flaky {
             policy: None,
             timeout: None,
             in_place: false,
+            bounding: false,
             slow_updates: None,
         }
     }
@@ -73,6 +76,12 @@ impl Flaky {
     /// Claims to decide in place (`Backend::decides_in_place`), whatever its mode.
     fn in_place(mut self) -> Self {
         self.in_place = true;
+        self
+    }
+
+    /// Claims to bound its decisions (`Backend::bounds_decisions`), whatever its mode.
+    fn bounding(mut self) -> Self {
+        self.bounding = true;
         self
     }
 
@@ -117,6 +126,9 @@ impl Backend for Flaky {
     }
     fn decides_in_place(&self) -> bool {
         self.in_place
+    }
+    fn bounds_decisions(&self) -> bool {
+        self.bounding
     }
     fn failure_policy(&self) -> FailurePolicy {
         self.policy.clone().unwrap_or_default()
@@ -197,6 +209,35 @@ fn rate(text: &str) -> Rate {
 
 /// Fails the test instead of hanging it if `future` does not complete within a minute
 /// (of paused time, in the paused-clock tests: no real wait).
+/// A strategy of its own, so not known to be one `decide` call: it reads the backend's
+/// time, then decides as a fixed window.
+#[derive(Debug)]
+struct ReadsTheTimeFirst;
+
+impl Strategy for ReadsTheTimeFirst {
+    fn hit<'a>(
+        &'a self,
+        key: &'a str,
+        rate: &'a Rate,
+        cost: u64,
+        backend: &'a dyn Backend,
+    ) -> BackendFuture<'a, Result<Decision>> {
+        BackendFuture::new(async move {
+            backend.now().await?;
+            backend.decide(key, &FixedWindow, rate, cost).await
+        })
+    }
+
+    fn stat<'a>(
+        &'a self,
+        key: &'a str,
+        rate: &'a Rate,
+        backend: &'a dyn Backend,
+    ) -> BackendFuture<'a, Result<Decision>> {
+        backend.peek(key, &FixedWindow, rate)
+    }
+}
+
 async fn bounded<F: Future>(future: F) -> F::Output {
     tokio::time::timeout(Duration::from_secs(60), future)
         .await
@@ -428,6 +469,41 @@ async fn without_its_own_timeout_a_throttle_uses_the_backends() {
     assert_eq!(result, Err(Error::Timeout(DEFAULT_TIMEOUT)));
     assert_eq!(started.elapsed(), DEFAULT_TIMEOUT);
     assert_eq!(DEFAULT_TIMEOUT, Duration::from_millis(250));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_backend_that_bounds_its_decisions_is_left_to_keep_the_timeout() {
+    // A backend that says it ends every decision within its timeout, and hangs: a throttle
+    // with no timeout of its own starts no timer, and so waits on it.
+    let backend = Flaky::new(Mode::Hanging).bounding();
+    let throttle = Throttle::new("api", "5/m").expect("throttle");
+    let waited =
+        tokio::time::timeout(DEFAULT_TIMEOUT * 10, throttle.hit(&client(), "s", &backend)).await;
+    assert!(waited.is_err(), "the throttle timed the decision itself");
+
+    // A timeout of the throttle's own, other than the backend's, is the throttle's to keep.
+    let own = Throttle::new("own", "5/m")
+        .expect("throttle")
+        .timeout(Duration::from_millis(100));
+    let started = tokio::time::Instant::now();
+    let result = bounded(own.hit(&client(), "s", &backend)).await;
+    assert_eq!(result, Err(Error::Timeout(Duration::from_millis(100))));
+    assert_eq!(started.elapsed(), Duration::from_millis(100));
+
+    // So is a report (`stat` is a peek, not a decision) ...
+    let started = tokio::time::Instant::now();
+    let result = bounded(throttle.stat(&client(), "s", &backend)).await;
+    assert_eq!(result, Err(Error::Timeout(DEFAULT_TIMEOUT)));
+    assert_eq!(started.elapsed(), DEFAULT_TIMEOUT);
+
+    // ... and a strategy whose hit is more than one decision.
+    let custom = Throttle::new("custom", "5/m")
+        .expect("throttle")
+        .strategy(ReadsTheTimeFirst);
+    let started = tokio::time::Instant::now();
+    let result = bounded(custom.hit(&client(), "s", &backend)).await;
+    assert_eq!(result, Err(Error::Timeout(DEFAULT_TIMEOUT)));
+    assert_eq!(started.elapsed(), DEFAULT_TIMEOUT);
 }
 
 #[tokio::test(start_paused = true)]

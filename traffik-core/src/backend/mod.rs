@@ -73,6 +73,18 @@ pub trait Backend: Send + Sync + Debug + 'static {
         DEFAULT_TIMEOUT
     }
 
+    /// Whether every future [`decide`](Backend::decide) returns ends by itself within
+    /// [`timeout`](Backend::timeout), with [`Error::Timeout`] at the latest. A throttle
+    /// whose decision is one `decide` call, with no timeout of its own (or the backend's),
+    /// then starts no timer of its own for it: the backend can bound many decisions with
+    /// one timer (the Redis backend, one per pipeline), where a throttle needs one per
+    /// decision.
+    ///
+    /// The default is `false`: the throttle bounds each decision.
+    fn bounds_decisions(&self) -> bool {
+        false
+    }
+
     /// Whether [`decide`](Backend::decide) always completes on its first poll (a store in
     /// this process). A throttle then decides in one synchronous step
     /// ([`Throttle::try_hit_now`](crate::Throttle::try_hit_now)), building no future.
@@ -241,6 +253,9 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
     }
     fn decides_in_place(&self) -> bool {
         (**self).decides_in_place()
+    }
+    fn bounds_decisions(&self) -> bool {
+        (**self).bounds_decisions()
     }
     fn failure_policy(&self) -> FailurePolicy {
         (**self).failure_policy()

@@ -15,6 +15,12 @@
 //! clock, and parses the arguments the calls share, once for them all (a quarter less of
 //! its time per decision, alone on Redis, for the fixed window).
 //!
+//! A decision carries its deadline: the pipeline it goes in is given up
+//! at the earliest deadline of its commands, which are then answered that they expired.
+//! One timer per pipeline bounds the wait of every decision in it: a timer of each
+//! decision's own cost the application about 1 200 instructions per request (of some
+//! 33 000 for a request decided on Redis, counted by `scripts/bench-instructions.sh`).
+//!
 //! Alone, a decision waits for one pass of the worker's queue, no timer. The task ends
 //! when its connection is dropped (after an error, see
 //! [`Shared::failed`](super::conn::Shared::failed)), once the pipelines it sent have
@@ -26,6 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use deadpool_redis::redis::aio::{ConnectionLike, MultiplexedConnection};
 use deadpool_redis::redis::{Arg, Cmd, Pipeline, RedisError, RedisResult, Value};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use super::scripts::{Library, SCRIPTS};
 
@@ -36,10 +43,14 @@ const MAX_BATCH: usize = 256;
 /// (a few microseconds each), which other clients wait out.
 const MAX_COMBINED: usize = 64;
 
-/// One queued command and where its reply goes.
+/// What a queued command gets: Redis's reply, or `None` when its deadline passed first.
+pub(super) type Reply = Option<RedisResult<Value>>;
+
+/// One queued command, where its reply goes, and until when it is worth sending.
 struct Job {
     cmd: Cmd,
-    reply: oneshot::Sender<RedisResult<Value>>,
+    deadline: Option<Instant>,
+    reply: oneshot::Sender<Reply>,
 }
 
 /// How many commands went out through batching tasks, in how many pipelines.
@@ -98,12 +109,20 @@ impl Batcher {
         Self { jobs }
     }
 
-    /// Queues `cmd` for the next pipeline; gives it back when the task has ended (its
-    /// runtime shut down).
-    pub fn submit(&self, cmd: Cmd) -> Result<oneshot::Receiver<RedisResult<Value>>, Cmd> {
+    /// Queues `cmd` for the next pipeline, answered by `deadline` at the latest; gives it
+    /// back when the task has ended (its runtime shut down).
+    pub fn submit(
+        &self,
+        cmd: Cmd,
+        deadline: Option<Instant>,
+    ) -> Result<oneshot::Receiver<Reply>, Cmd> {
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(Job { cmd, reply })
+            .send(Job {
+                cmd,
+                deadline,
+                reply,
+            })
             .map(|()| answer)
             .map_err(|refused| refused.0.cmd)
     }
@@ -131,13 +150,28 @@ async fn run(
     }
 }
 
-/// Sends `batch` as one pipeline and hands each command its own reply.
+/// Sends `batch` as one pipeline and hands each command its own reply, or, when the
+/// earliest deadline of its commands passes first, tells each that it expired.
 async fn send(mut conn: MultiplexedConnection, batch: Vec<Job>, counters: Arc<Counters>) {
-    // Callers that gave up (a throttle's timeout) are not sent at all.
-    let batch: Vec<Job> = batch
-        .into_iter()
-        .filter(|job| !job.reply.is_closed())
-        .collect();
+    // Callers that gave up (a throttle's timeout), or whose deadline already passed, are
+    // not sent at all.
+    let now = Instant::now();
+    let mut earliest: Option<Instant> = None;
+    let mut live = Vec::with_capacity(batch.len());
+    for job in batch {
+        if job.reply.is_closed() {
+            continue;
+        }
+        if let Some(at) = job.deadline {
+            if at <= now {
+                let _ = job.reply.send(None);
+                continue;
+            }
+            earliest = Some(earliest.map_or(at, |earliest| earliest.min(at)));
+        }
+        live.push(job);
+    }
+    let batch = live;
     if batch.is_empty() {
         return;
     }
@@ -173,14 +207,25 @@ async fn send(mut conn: MultiplexedConnection, batch: Vec<Job>, counters: Arc<Co
     counters
         .calls
         .fetch_add(spans.len() as u64, Ordering::Relaxed);
-    match conn.req_packed_commands(&pipeline, 0, spans.len()).await {
+    let sent = conn.req_packed_commands(&pipeline, 0, spans.len());
+    let answered = match earliest {
+        Some(at) => tokio::time::timeout_at(at, sent).await.ok(),
+        None => Some(sent.await),
+    };
+    let Some(answered) = answered else {
+        for reply in replies {
+            let _ = reply.send(None);
+        }
+        return;
+    };
+    match answered {
         Ok(values) if values.len() == spans.len() => {
             let mut replies = replies.into_iter();
             for (span, value) in spans.into_iter().zip(values) {
                 let answers: Vec<_> = replies.by_ref().take(span).collect();
                 match <[_; 1]>::try_from(answers) {
                     Ok([reply]) => {
-                        let _ = reply.send(value.extract_error());
+                        let _ = reply.send(Some(value.extract_error()));
                     }
                     Err(answers) => answer_each(answers, value),
                 }
@@ -278,13 +323,30 @@ fn combined(calls: &[LibraryCall<'_>], library: &Library) -> Cmd {
     cmd
 }
 
-/// Hands each call of a batch function call its own reply: the array's element in its
-/// place, or the call's error (the batch function missing, say) to every one of them.
-fn answer_each(replies: Vec<oneshot::Sender<RedisResult<Value>>>, value: Value) {
+/// Hands each call of a batch function call its own reply: its string in the packed
+/// reply, or the array's element in its place, or the call's error (the batch function
+/// missing, say) to every one of them.
+fn answer_each(replies: Vec<oneshot::Sender<Reply>>, value: Value) {
     match value {
+        Value::BulkString(packed) => match unpack(&packed, replies.len()) {
+            Some(strings) => {
+                for (reply, string) in replies.into_iter().zip(strings) {
+                    let _ = reply.send(Some(Ok(Value::BulkString(string.to_vec()))));
+                }
+            }
+            None => {
+                let error = RedisError::from(std::io::Error::other(format!(
+                    "redis answered a batch of {} function calls with a malformed packed reply \
+                     of {} bytes",
+                    replies.len(),
+                    packed.len()
+                )));
+                answer_all(replies, &error);
+            }
+        },
         Value::Array(values) if values.len() == replies.len() => {
             for (reply, value) in replies.into_iter().zip(values) {
-                let _ = reply.send(value.extract_error());
+                let _ = reply.send(Some(value.extract_error()));
             }
         }
         Value::ServerError(error) => answer_all(replies, &error.into()),
@@ -298,8 +360,66 @@ fn answer_each(replies: Vec<oneshot::Sender<RedisResult<Value>>>, value: Value) 
     }
 }
 
-fn answer_all(replies: Vec<oneshot::Sender<RedisResult<Value>>>, error: &RedisError) {
+/// The `count` strings of a batch function's packed reply (see `batch.lua`): each behind
+/// its length, 4 bytes little-endian; `None` unless `packed` holds exactly that.
+fn unpack(packed: &[u8], count: usize) -> Option<Vec<&[u8]>> {
+    let mut strings = Vec::with_capacity(count);
+    let mut rest = packed;
+    while let Some((length, tail)) = rest.split_first_chunk::<4>() {
+        let length = usize::try_from(u32::from_le_bytes(*length)).ok()?;
+        if length > tail.len() || strings.len() == count {
+            return None;
+        }
+        let (string, tail) = tail.split_at(length);
+        strings.push(string);
+        rest = tail;
+    }
+    (rest.is_empty() && strings.len() == count).then_some(strings)
+}
+
+fn answer_all(replies: Vec<oneshot::Sender<Reply>>, error: &RedisError) {
     for reply in replies {
-        let _ = reply.send(Err(error.clone()));
+        let _ = reply.send(Some(Err(error.clone())));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unpack;
+
+    fn packed(strings: &[&[u8]]) -> Vec<u8> {
+        let mut packed = Vec::new();
+        for string in strings {
+            let length = u32::try_from(string.len()).expect("a short test string");
+            packed.extend_from_slice(&length.to_le_bytes());
+            packed.extend_from_slice(string);
+        }
+        packed
+    }
+
+    #[test]
+    fn unpack_splits_each_string_in_order() {
+        let strings: [&[u8]; 3] = [b"first", b"", &[0xF1; 33]];
+        assert_eq!(unpack(&packed(&strings), 3), Some(strings.to_vec()));
+    }
+
+    #[test]
+    fn unpack_refuses_a_count_that_does_not_match() {
+        let reply = packed(&[b"one", b"two"]);
+        assert_eq!(unpack(&reply, 1), None);
+        assert_eq!(unpack(&reply, 3), None);
+        assert_eq!(unpack(&[], 1), None);
+    }
+
+    #[test]
+    fn unpack_refuses_a_truncated_or_padded_reply() {
+        let reply = packed(&[b"one", b"two"]);
+        assert_eq!(unpack(&reply[..reply.len() - 1], 2), None);
+        assert_eq!(unpack(&reply[..2], 1), None);
+        let mut padded = reply.clone();
+        padded.push(0);
+        assert_eq!(unpack(&padded, 2), None);
+        // A length far past the end.
+        assert_eq!(unpack(&[0xFF, 0xFF, 0xFF, 0xFF, b'x'], 1), None);
     }
 }

@@ -8,7 +8,9 @@
 //! Nothing here waits forever: getting a connection (from a pool, however exhausted, or a
 //! factory) is bounded by the connect timeout, and redis-rs bounds each command by its
 //! response timeout (500 ms by default), after which the connection is dropped and made
-//! again.
+//! again. A decision's commands are bounded by the backend's timeout too, from the
+//! decision's [`deadline`](Shared::deadline): a queued one by the pipeline it goes in, any
+//! other by [`within`](Shared::within).
 
 use std::fmt;
 use std::future::Future;
@@ -18,12 +20,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
 
 use deadpool_redis::redis::aio::{ConnectionLike, MultiplexedConnection};
 use deadpool_redis::redis::cluster_async::ClusterConnection;
 use deadpool_redis::redis::{self, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 
-use super::batch::{Batcher, Counters, Pipelined};
+use super::batch::{Batcher, Counters, Pipelined, Reply};
 use crate::error::{Error, Result};
 
 /// A future yielding a fresh multiplexed connection.
@@ -114,7 +117,7 @@ impl ConnectionLike for Conn {
 /// Where [`Shared::submit`] put a command.
 enum Submitted {
     /// With the batching task; its reply comes here.
-    Queued(oneshot::Receiver<RedisResult<Value>>),
+    Queued(oneshot::Receiver<Reply>),
     /// Not queued: the connection has no batching task (a cluster, or made outside a
     /// runtime), so the command goes on it alone.
     Direct(Conn, Cmd),
@@ -142,6 +145,8 @@ enum Slot {
 pub(super) struct Shared {
     source: Source,
     connect_timeout: Duration,
+    /// How long a decision may take: what its [`deadline`](Shared::deadline) is set by.
+    timeout: Duration,
     slot: Arc<Mutex<Slot>>,
     /// Commands abandoned in a row before they answered (see [`Watch`]).
     abandoned: AtomicU32,
@@ -191,13 +196,34 @@ impl Drop for Watch<'_> {
 }
 
 impl Shared {
-    pub fn new(source: Source, connect_timeout: Duration) -> Self {
+    pub fn new(source: Source, connect_timeout: Duration, timeout: Duration) -> Self {
         Self {
             source,
             connect_timeout,
+            timeout,
             slot: Arc::new(Mutex::new(Slot::Idle)),
             abandoned: AtomicU32::new(0),
             counters: Arc::default(),
+        }
+    }
+
+    /// When a decision starting now is given up on (`None` for a timeout too long to be
+    /// an instant): every wait of its commands ends by then, with [`Error::Timeout`].
+    pub fn deadline(&self) -> Option<Instant> {
+        Instant::now().checked_add(self.timeout)
+    }
+
+    /// `future`, given up at `deadline` (if any) with [`Error::Timeout`].
+    pub async fn within<T>(
+        &self,
+        deadline: Option<&Instant>,
+        future: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        match deadline {
+            Some(&deadline) => tokio::time::timeout_at(deadline, future)
+                .await
+                .unwrap_or(Err(Error::Timeout(self.timeout))),
+            None => future.await,
         }
     }
 
@@ -329,27 +355,37 @@ impl Shared {
     /// Runs `cmd` in the next pipeline of the shared connection's batching task, or on
     /// its own where there is none (a cluster, a connection made outside a runtime).
     ///
-    /// The outer error is getting a connection; the inner one is Redis's answer, a
-    /// server error included. Waiting for the answer is watched (see [`Watch`]).
-    pub async fn batched(&self, cmd: Cmd) -> Result<RedisResult<Value>> {
-        match self.submit(cmd) {
+    /// The outer error is getting a connection, or [`Error::Timeout`] once `deadline`
+    /// passed; the inner one is Redis's answer, a server error included. Waiting for the
+    /// answer is watched (see [`Watch`]).
+    pub async fn batched(
+        &self,
+        cmd: Cmd,
+        deadline: Option<&Instant>,
+    ) -> Result<RedisResult<Value>> {
+        match self.submit(cmd, deadline) {
+            // The batching task answers by the deadline: no timer here.
             Submitted::Queued(answer) => self.answer(answer).await,
             // Boxed: connecting and a query of its own are futures of several kilobytes,
             // which every queued command's future would otherwise carry, and copy into
             // its box, for nothing.
-            unqueued => Box::pin(self.unqueued(unqueued)).await,
+            unqueued => Box::pin(self.within(deadline, self.unqueued(unqueued, deadline))).await,
         }
     }
 
     /// [`batched`](Self::batched) for a command the batching task did not take.
-    async fn unqueued(&self, submitted: Submitted) -> Result<RedisResult<Value>> {
+    async fn unqueued(
+        &self,
+        submitted: Submitted,
+        deadline: Option<&Instant>,
+    ) -> Result<RedisResult<Value>> {
         let (mut conn, cmd) = match submitted {
             Submitted::Queued(answer) => return self.answer(answer).await,
             Submitted::Direct(conn, cmd) => (conn, cmd),
             Submitted::NoConnection(cmd) => {
                 let conn = self.get().await?;
                 // Connected now: queue it if that connection has a batching task.
-                match self.submit(cmd) {
+                match self.submit(cmd, deadline) {
                     Submitted::Queued(answer) => return self.answer(answer).await,
                     Submitted::Direct(_, cmd) | Submitted::NoConnection(cmd) => (conn, cmd),
                 }
@@ -359,10 +395,10 @@ impl Shared {
     }
 
     /// Queues `cmd` with the batching task of the ready connection, or says why not.
-    fn submit(&self, cmd: Cmd) -> Submitted {
+    fn submit(&self, cmd: Cmd, deadline: Option<&Instant>) -> Submitted {
         let mut slot = lock(&self.slot);
         match &*slot {
-            Slot::Ready(_, Some(batcher)) => match batcher.submit(cmd) {
+            Slot::Ready(_, Some(batcher)) => match batcher.submit(cmd, deadline.copied()) {
                 Ok(answer) => Submitted::Queued(answer),
                 Err(cmd) => {
                     // The task has ended (its runtime shut down): so has the connection's
@@ -376,14 +412,29 @@ impl Shared {
         }
     }
 
-    async fn answer(
-        &self,
-        answer: oneshot::Receiver<RedisResult<Value>>,
-    ) -> Result<RedisResult<Value>> {
-        self.watched(answer).await.map_err(|_| {
-            self.clear();
-            Error::Backend("redis: the pipeline ended before Redis answered".into())
-        })
+    /// Waits for the batching task's answer to a queued command, watched (see [`Watch`]):
+    /// a command whose deadline passed first counts as abandoned, as one a throttle's
+    /// timer gave up on would.
+    async fn answer(&self, answer: oneshot::Receiver<Reply>) -> Result<RedisResult<Value>> {
+        let watch = Watch {
+            shared: self,
+            answered: false,
+        };
+        let answered = answer.await;
+        match answered {
+            Ok(Some(reply)) => {
+                watch.answered();
+                Ok(reply)
+            }
+            Ok(None) => Err(Error::Timeout(self.timeout)),
+            Err(_) => {
+                watch.answered();
+                self.clear();
+                Err(Error::Backend(
+                    "redis: the pipeline ended before Redis answered".into(),
+                ))
+            }
+        }
     }
 
     /// Commands sent by batching tasks, and the pipelines they went in.

@@ -53,6 +53,8 @@ pub use conn::{ConnectFuture, ConnectionFactory};
 /// connections of matching versions.
 pub use deadpool_redis;
 
+use tokio::time::Instant;
+
 use self::conn::{Conn, Shared, Source};
 use self::scripts::{LuaScript, Plan, SCRIPTS};
 use super::backoff::{Backoff, random_u64};
@@ -367,7 +369,7 @@ impl RedisBackendBuilder {
                 on_error: self.on_error,
                 timeout: self.timeout,
                 clock,
-                conn: Shared::new(source, self.connect_timeout),
+                conn: Shared::new(source, self.connect_timeout, self.timeout),
                 closed: AtomicBool::new(false),
                 denials: self.cache_denials.then(DenialCache::default),
                 next_token: AtomicU64::new(1),
@@ -491,11 +493,13 @@ impl RedisBackend {
     }
 
     /// Runs `script` on `key` with the clock arguments, then `args`: as a function of the
-    /// library when the server has them, else as a script.
+    /// library when the server has them, else as a script. Given up at `deadline`, if
+    /// any, with [`Error::Timeout`].
     async fn eval<T: FromRedisValue>(
         &self,
         script: &LuaScript,
         key: &str,
+        deadline: Option<&Instant>,
         args: impl Fn(&mut Cmd),
     ) -> Result<T> {
         self.check_open()?;
@@ -516,21 +520,26 @@ impl RedisBackend {
             match self
                 .inner
                 .conn
-                .batched(build("FCALL", &script.function))
+                .batched(build("FCALL", &script.function), deadline)
                 .await?
             {
                 // Boxed, as `eval_source` below: rare, and large futures.
                 Err(e) if missing_function(&e) => {
-                    Box::pin(self.load_library(&build, script, loads)).await?
+                    Box::pin(
+                        self.inner
+                            .conn
+                            .within(deadline, self.load_library(&build, script, loads)),
+                    )
+                    .await?
                 }
                 Err(e) if without_functions(&e) => {
                     self.stop_functions(&e);
-                    self.eval_script(&build, script).await?
+                    self.eval_script(&build, script, deadline).await?
                 }
                 reply => reply,
             }
         } else {
-            self.eval_script(&build, script).await?
+            self.eval_script(&build, script, deadline).await?
         };
         reply
             .and_then(|value| redis::from_redis_value(value).map_err(RedisError::from))
@@ -543,17 +552,23 @@ impl RedisBackend {
         &self,
         build: &impl Fn(&str, &str) -> Cmd,
         script: &LuaScript,
+        deadline: Option<&Instant>,
     ) -> Result<RedisResult<Value>> {
         match self
             .inner
             .conn
-            .batched(build("EVALSHA", &script.sha))
+            .batched(build("EVALSHA", &script.sha), deadline)
             .await?
         {
             // Boxed: a connection of its own is a future of kilobytes, which every
             // decision's future would otherwise carry and copy.
             Err(e) if e.code() == Some("NOSCRIPT") => {
-                Box::pin(self.eval_source(build, script)).await
+                Box::pin(
+                    self.inner
+                        .conn
+                        .within(deadline, self.eval_source(build, script)),
+                )
+                .await
             }
             reply => Ok(reply),
         }
@@ -656,25 +671,6 @@ impl RedisBackend {
         self.failure(error)
     }
 
-    /// One decision of a built-in strategy, as one script call.
-    async fn decide_script(
-        &self,
-        plan: &Plan,
-        key: &str,
-        rate: &Rate,
-        cost: u64,
-    ) -> Result<Decision> {
-        let reply: Vec<u8> = self
-            .eval(plan.script, key, |cmd| {
-                cmd.arg(rate.limit()).arg(rate.period_micros()).arg(cost);
-                for value in &plan.extra[..plan.extra_len] {
-                    cmd.arg(*value);
-                }
-            })
-            .await?;
-        decision_from(&reply)
-    }
-
     /// Any algorithm: the time, then a compare-and-set loop on its state.
     async fn decide_generic(
         &self,
@@ -708,9 +704,13 @@ impl RedisBackend {
             return Ok(Decision::unlimited());
         }
         check_cost(algorithm, rate, cost)?;
+        // Every wait below ends by the deadline: a throttle starts no timer of its own
+        // (see `bounds_decisions`).
+        let deadline = self.inner.conn.deadline();
         if cost == 0 {
             // Boxed: a rare path, whose state every decision's future would carry.
-            let peek = Box::pin(self.peek_async(key, algorithm, rate)).await?;
+            let peek = self.peek_async(key, algorithm, rate);
+            let peek = Box::pin(self.inner.conn.within(deadline.as_ref(), peek)).await?;
             return Ok(Decision::allow(peek.limit, peek.remaining, peek.reset));
         }
         // A denial remembered in process was answered by `decide` before this future
@@ -718,8 +718,24 @@ impl RedisBackend {
         let full = self.full_key(key);
         let fingerprint = algorithm.builtin().map(|b| (b, *rate));
         let decision = match self.plan(key, algorithm, rate) {
-            Some(plan) => self.decide_script(&plan, &full, rate, cost).await?,
-            None => self.decide_generic(key, algorithm, rate, cost).await?,
+            // A built-in strategy: one script call (here rather than in a function of its
+            // own, whose arguments the future would carry beside these).
+            Some(plan) => {
+                let reply: Vec<u8> = self
+                    .eval(plan.script, &full, deadline.as_ref(), |cmd| {
+                        cmd.arg(rate.limit()).arg(rate.period_micros()).arg(cost);
+                        for value in &plan.extra[..plan.extra_len] {
+                            cmd.arg(*value);
+                        }
+                    })
+                    .await?;
+                decision_from(&reply)?
+            }
+            // Boxed, as the peek above.
+            None => {
+                let generic = self.decide_generic(key, algorithm, rate, cost);
+                Box::pin(self.inner.conn.within(deadline.as_ref(), generic)).await?
+            }
         };
         if let (Some(cache), Some(fingerprint)) = (&self.inner.denials, fingerprint) {
             if !decision.allowed {
@@ -785,7 +801,7 @@ impl RedisBackend {
         };
         let full = self.redis_key(key);
         let (now, state): (String, Option<Vec<u8>>) = self
-            .eval(&SCRIPTS.primitives, &full, |cmd| {
+            .eval(&SCRIPTS.primitives, &full, None, |cmd| {
                 cmd.arg("peek");
                 match period {
                     Some(period) => cmd.arg(period),
@@ -804,7 +820,7 @@ impl RedisBackend {
         args: impl Fn(&mut Cmd),
     ) -> Result<T> {
         let full = self.redis_key(key);
-        self.eval(&SCRIPTS.primitives, &full, |cmd| {
+        self.eval(&SCRIPTS.primitives, &full, None, |cmd| {
             cmd.arg(op);
             args(cmd);
         })
@@ -1200,6 +1216,12 @@ impl Backend for RedisBackend {
 
     fn timeout(&self) -> Duration {
         self.inner.timeout
+    }
+
+    /// Every decision ends by [`timeout`](Backend::timeout): a queued one with the
+    /// pipeline it went in (one timer for them all), any other under a timer of its own.
+    fn bounds_decisions(&self) -> bool {
+        true
     }
 
     fn failure_policy(&self) -> FailurePolicy {

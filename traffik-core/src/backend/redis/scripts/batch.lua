@@ -9,6 +9,11 @@
 -- run would have had alone), then the number of calls in the run, which take the next
 -- keys in turn.
 --
+-- The reply: when every call answered with a string (decisions answer with their packed
+-- fields), one string holding each behind its length (4 bytes, little-endian), which the
+-- client splits at a fraction of what parsing an array of them costs it; otherwise the
+-- array of the replies.
+--
 -- BATCHED (defined when the library is loaded) maps each function's name to its body;
 -- no body writes to its KEYS or ARGV, so the calls of a run share one ARGV.
 
@@ -48,4 +53,11 @@ while at <= #ARGV do
     end
   end
 end
-return replies
+local packed = {}
+for i = 1, call do
+  local reply = replies[i]
+  if type(reply) ~= 'string' then return replies end
+  packed[2 * i - 1] = struct.pack('<I4', #reply)
+  packed[2 * i] = reply
+end
+return table.concat(packed)
