@@ -127,7 +127,7 @@ async fn a_connection_cut_without_closing_is_made_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn decisions_on_a_cut_connection_end_at_the_backends_timeout() {
+async fn decisions_on_a_cut_connection_end_at_their_limit() {
     let Some(redis) = ChildServer::start(&REDIS).await else {
         return;
     };
@@ -167,6 +167,22 @@ async fn decisions_on_a_cut_connection_end_at_the_backends_timeout() {
         backend.pipelined().pipelines >= 2,
         "{:?}",
         backend.pipelined()
+    );
+
+    // A throttle's own timeout, longer than the backend's, is the decision's deadline.
+    let patient = Throttle::new("cut-patient", "1000/m")
+        .expect("throttle")
+        .timeout(Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    let result = patient.hit(&client, "s", &backend).await;
+    let elapsed = started.elapsed();
+    assert_eq!(
+        result,
+        Err(traffik::Error::Timeout(Duration::from_millis(200)))
+    );
+    assert!(
+        elapsed >= Duration::from_millis(200) && elapsed < Duration::from_millis(480),
+        "answered after {elapsed:?}, not at the throttle's 200 ms"
     );
 }
 

@@ -405,10 +405,12 @@ impl Throttle {
         // On the stack, held by this future: no allocation for a key of ordinary size.
         let key = throttle_key_after(&self.key_prefix, id, scope);
         let key = key.as_str();
+        let limit = self.decision_limit(backend);
         let decided = self
             .bounded(
                 backend,
-                self.strategy.hit(key, &self.rate, cost, backend),
+                self.strategy
+                    .hit_within(key, &self.rate, cost, backend, limit),
                 self.strategy.hits_through_decide(),
             )
             .await;
@@ -578,10 +580,16 @@ impl Throttle {
         Ok(decision)
     }
 
+    /// How long a decision on `backend` may take: the throttle's timeout, else the
+    /// backend's.
+    fn decision_limit(&self, backend: &dyn Backend) -> Duration {
+        self.timeout.unwrap_or_else(|| backend.timeout())
+    }
+
     /// Awaits a decision, for at most the throttle's (or else the backend's) timeout. A
     /// decision that completes on its first poll (the in-memory backend's) starts no
-    /// timer; nor does one that is a single `decide` call (`one_decide`) of a backend that
-    /// [bounds its decisions](Backend::bounds_decisions) to the same timeout.
+    /// timer; nor does one that is a single `decide` (`one_decide`, given that limit) of
+    /// a backend that [bounds its decisions](Backend::bounds_decisions).
     async fn bounded(
         &self,
         backend: &dyn Backend,
@@ -592,10 +600,10 @@ impl Throttle {
             Ok(done) => return done,
             Err(pending) => pending,
         };
-        let limit = self.timeout.unwrap_or_else(|| backend.timeout());
-        if one_decide && limit == backend.timeout() && backend.bounds_decisions() {
+        if one_decide && backend.bounds_decisions() {
             return pending.await;
         }
+        let limit = self.decision_limit(backend);
         match tokio::time::timeout(limit, pending).await {
             Ok(done) => done,
             Err(_) => Err(Error::Timeout(limit)),

@@ -42,6 +42,8 @@ struct Flaky {
     in_place: bool,
     /// Claims to bound its decisions (`Backend::bounds_decisions`), whatever its mode.
     bounding: bool,
+    /// The limit of each `decide_within` call, in order.
+    limits: Arc<Mutex<Vec<Duration>>>,
     /// A store on this clock, moved on by this much before each `update` runs: the time
     /// a network backend's update spends waiting for a connection.
     slow_updates: Option<(ManualClock, Duration)>,
@@ -57,6 +59,7 @@ impl Flaky {
             timeout: None,
             in_place: false,
             bounding: false,
+            limits: Arc::default(),
             slow_updates: None,
         }
     }
@@ -97,6 +100,10 @@ impl Flaky {
 
     fn set(&self, mode: Mode) {
         self.mode.store(mode as u8, Ordering::SeqCst);
+    }
+
+    fn limits(&self) -> Vec<Duration> {
+        self.limits.lock().expect("limits").clone()
     }
 
     fn calls(&self) -> usize {
@@ -182,6 +189,17 @@ impl Backend for Flaky {
         cost: u64,
     ) -> BackendFuture<'a, Result<Decision>> {
         self.gate(|| self.store.decide(key, algorithm, rate, cost))
+    }
+    fn decide_within<'a>(
+        &'a self,
+        key: &'a str,
+        algorithm: &'a dyn Algorithm,
+        rate: &'a Rate,
+        cost: u64,
+        limit: Duration,
+    ) -> BackendFuture<'a, Result<Decision>> {
+        self.limits.lock().expect("limits").push(limit);
+        self.decide(key, algorithm, rate, cost)
     }
     fn peek<'a>(
         &'a self,
@@ -473,20 +491,30 @@ async fn without_its_own_timeout_a_throttle_uses_the_backends() {
 
 #[tokio::test(start_paused = true)]
 async fn a_backend_that_bounds_its_decisions_is_left_to_keep_the_timeout() {
-    // A backend that says it ends every decision within its timeout, and hangs: a throttle
-    // with no timeout of its own starts no timer, and so waits on it.
+    // A backend that says it ends every decision within its limit, and hangs: a throttle
+    // hands it the limit and starts no timer, and so waits on it.
     let backend = Flaky::new(Mode::Hanging).bounding();
     let throttle = Throttle::new("api", "5/m").expect("throttle");
     let waited =
         tokio::time::timeout(DEFAULT_TIMEOUT * 10, throttle.hit(&client(), "s", &backend)).await;
     assert!(waited.is_err(), "the throttle timed the decision itself");
 
-    // A timeout of the throttle's own, other than the backend's, is the throttle's to keep.
+    // The limit is the throttle's timeout when it has one, else the backend's.
     let own = Throttle::new("own", "5/m")
         .expect("throttle")
         .timeout(Duration::from_millis(100));
+    let waited =
+        tokio::time::timeout(DEFAULT_TIMEOUT * 10, own.hit(&client(), "s", &backend)).await;
+    assert!(waited.is_err(), "the throttle timed the decision itself");
+    assert_eq!(
+        backend.limits(),
+        [DEFAULT_TIMEOUT, Duration::from_millis(100)]
+    );
+
+    // A backend that does not bound its decisions is timed by the throttle, at its limit.
+    let unbounded = Flaky::new(Mode::Hanging);
     let started = tokio::time::Instant::now();
-    let result = bounded(own.hit(&client(), "s", &backend)).await;
+    let result = bounded(own.hit(&client(), "s", &unbounded)).await;
     assert_eq!(result, Err(Error::Timeout(Duration::from_millis(100))));
     assert_eq!(started.elapsed(), Duration::from_millis(100));
 

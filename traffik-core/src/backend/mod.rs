@@ -73,12 +73,12 @@ pub trait Backend: Send + Sync + Debug + 'static {
         DEFAULT_TIMEOUT
     }
 
-    /// Whether every future [`decide`](Backend::decide) returns ends by itself within
-    /// [`timeout`](Backend::timeout), with [`Error::Timeout`] at the latest. A throttle
-    /// whose decision is one `decide` call, with no timeout of its own (or the backend's),
-    /// then starts no timer of its own for it: the backend can bound many decisions with
-    /// one timer (the Redis backend, one per pipeline), where a throttle needs one per
-    /// decision.
+    /// Whether every future [`decide_within`](Backend::decide_within) returns ends by
+    /// itself within its limit, with [`Error::Timeout`] at the latest. A throttle whose
+    /// decision is one `decide` then starts no timer of its own for it: the backend can
+    /// bound many decisions with one timer (the Redis backend, one per pipeline), where a
+    /// throttle needs one per decision. ([`decide`](Backend::decide) is bounded only as
+    /// its caller bounds it.)
     ///
     /// The default is `false`: the throttle bounds each decision.
     fn bounds_decisions(&self) -> bool {
@@ -155,6 +155,22 @@ pub trait Backend: Send + Sync + Debug + 'static {
 
     /// Takes the lock `name`; [`Error::LockTimeout`] if it is held past the wait.
     fn lock<'a>(&'a self, name: &'a str, options: LockOptions) -> BackendFuture<'a, Result<Lock>>;
+
+    /// [`decide`](Backend::decide), to be answered within `limit` (a throttle's timeout)
+    /// rather than the backend's [`timeout`](Backend::timeout). Only a backend that
+    /// [bounds its decisions](Backend::bounds_decisions) keeps the limit; the default
+    /// decides, and leaves the limit to the caller's timer.
+    fn decide_within<'a>(
+        &'a self,
+        key: &'a str,
+        algorithm: &'a dyn Algorithm,
+        rate: &'a Rate,
+        cost: u64,
+        limit: Duration,
+    ) -> BackendFuture<'a, Result<Decision>> {
+        let _ = limit;
+        self.decide(key, algorithm, rate, cost)
+    }
 
     /// Decides a request of `cost` for `key` with `algorithm`, atomically.
     fn decide<'a>(
@@ -312,6 +328,16 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
         cost: u64,
     ) -> BackendFuture<'a, Result<Decision>> {
         (**self).decide(key, algorithm, rate, cost)
+    }
+    fn decide_within<'a>(
+        &'a self,
+        key: &'a str,
+        algorithm: &'a dyn Algorithm,
+        rate: &'a Rate,
+        cost: u64,
+        limit: Duration,
+    ) -> BackendFuture<'a, Result<Decision>> {
+        (**self).decide_within(key, algorithm, rate, cost, limit)
     }
     fn peek<'a>(
         &'a self,

@@ -260,6 +260,22 @@ pub trait Strategy: Send + Sync + Debug + 'static {
         backend: &'a dyn Backend,
     ) -> BackendFuture<'a, Result<Decision>>;
 
+    /// [`hit`](Strategy::hit), to be answered within `limit`: a strategy whose hit is one
+    /// [`Backend::decide`] passes the limit on ([`Backend::decide_within`]), so that a
+    /// backend that [bounds its decisions](Backend::bounds_decisions) keeps it. The
+    /// default hits, and leaves the limit to the caller's timer.
+    fn hit_within<'a>(
+        &'a self,
+        key: &'a str,
+        rate: &'a Rate,
+        cost: u64,
+        backend: &'a dyn Backend,
+        limit: Duration,
+    ) -> BackendFuture<'a, Result<Decision>> {
+        let _ = limit;
+        self.hit(key, rate, cost, backend)
+    }
+
     /// What a request of cost 1 would get now, without consuming anything.
     fn stat<'a>(
         &'a self,
@@ -300,6 +316,17 @@ impl<A: Algorithm> Strategy for A {
         backend: &'a dyn Backend,
     ) -> BackendFuture<'a, Result<Decision>> {
         backend.decide(key, self, rate, cost)
+    }
+
+    fn hit_within<'a>(
+        &'a self,
+        key: &'a str,
+        rate: &'a Rate,
+        cost: u64,
+        backend: &'a dyn Backend,
+        limit: Duration,
+    ) -> BackendFuture<'a, Result<Decision>> {
+        backend.decide_within(key, self, rate, cost, limit)
     }
 
     fn stat<'a>(

@@ -15,11 +15,11 @@
 //! clock, and parses the arguments the calls share, once for them all (a quarter less of
 //! its time per decision, alone on Redis, for the fixed window).
 //!
-//! A decision carries its deadline: the pipeline it goes in is given up
-//! at the earliest deadline of its commands, which are then answered that they expired.
-//! One timer per pipeline bounds the wait of every decision in it: a timer of each
-//! decision's own cost the application about 1 200 instructions per request (of some
-//! 33 000 for a request decided on Redis, counted by `scripts/bench-instructions.sh`).
+//! A decision carries its deadline: the pipeline it goes in is given up at the earliest
+//! deadline of its commands, which are then answered that they expired. One timer per
+//! pipeline bounds the wait of every decision in it, where a timer per decision cost the
+//! application about 1 200 instructions per request (of some 33 000 for a request decided
+//! on Redis, counted by `scripts/bench-instructions.sh`).
 //!
 //! Alone, a decision waits for one pass of the worker's queue, no timer. The task ends
 //! when its connection is dropped (after an error, see

@@ -8,9 +8,9 @@
 //! Nothing here waits forever: getting a connection (from a pool, however exhausted, or a
 //! factory) is bounded by the connect timeout, and redis-rs bounds each command by its
 //! response timeout (500 ms by default), after which the connection is dropped and made
-//! again. A decision's commands are bounded by the backend's timeout too, from the
-//! decision's [`deadline`](Shared::deadline): a queued one by the pipeline it goes in, any
-//! other by [`within`](Shared::within).
+//! again. A decision's commands are bounded by its [`Deadline`] too (the throttle's
+//! timeout, or the backend's): a queued one by the pipeline it goes in, any other by
+//! [`within`].
 
 use std::fmt;
 use std::future::Future;
@@ -145,8 +145,6 @@ enum Slot {
 pub(super) struct Shared {
     source: Source,
     connect_timeout: Duration,
-    /// How long a decision may take: what its [`deadline`](Shared::deadline) is set by.
-    timeout: Duration,
     slot: Arc<Mutex<Slot>>,
     /// Commands abandoned in a row before they answered (see [`Watch`]).
     abandoned: AtomicU32,
@@ -196,34 +194,13 @@ impl Drop for Watch<'_> {
 }
 
 impl Shared {
-    pub fn new(source: Source, connect_timeout: Duration, timeout: Duration) -> Self {
+    pub fn new(source: Source, connect_timeout: Duration) -> Self {
         Self {
             source,
             connect_timeout,
-            timeout,
             slot: Arc::new(Mutex::new(Slot::Idle)),
             abandoned: AtomicU32::new(0),
             counters: Arc::default(),
-        }
-    }
-
-    /// When a decision starting now is given up on (`None` for a timeout too long to be
-    /// an instant): every wait of its commands ends by then, with [`Error::Timeout`].
-    pub fn deadline(&self) -> Option<Instant> {
-        Instant::now().checked_add(self.timeout)
-    }
-
-    /// `future`, given up at `deadline` (if any) with [`Error::Timeout`].
-    pub async fn within<T>(
-        &self,
-        deadline: Option<&Instant>,
-        future: impl Future<Output = Result<T>>,
-    ) -> Result<T> {
-        match deadline {
-            Some(&deadline) => tokio::time::timeout_at(deadline, future)
-                .await
-                .unwrap_or(Err(Error::Timeout(self.timeout))),
-            None => future.await,
         }
     }
 
@@ -361,15 +338,15 @@ impl Shared {
     pub async fn batched(
         &self,
         cmd: Cmd,
-        deadline: Option<&Instant>,
+        deadline: Option<&Deadline>,
     ) -> Result<RedisResult<Value>> {
         match self.submit(cmd, deadline) {
             // The batching task answers by the deadline: no timer here.
-            Submitted::Queued(answer) => self.answer(answer).await,
+            Submitted::Queued(answer) => expired_as_timeout(self.answer(answer).await, deadline),
             // Boxed: connecting and a query of its own are futures of several kilobytes,
             // which every queued command's future would otherwise carry, and copy into
             // its box, for nothing.
-            unqueued => Box::pin(self.within(deadline, self.unqueued(unqueued, deadline))).await,
+            unqueued => Box::pin(within(deadline, self.unqueued(unqueued, deadline))).await,
         }
     }
 
@@ -377,16 +354,20 @@ impl Shared {
     async fn unqueued(
         &self,
         submitted: Submitted,
-        deadline: Option<&Instant>,
+        deadline: Option<&Deadline>,
     ) -> Result<RedisResult<Value>> {
         let (mut conn, cmd) = match submitted {
-            Submitted::Queued(answer) => return self.answer(answer).await,
+            Submitted::Queued(answer) => {
+                return expired_as_timeout(self.answer(answer).await, deadline);
+            }
             Submitted::Direct(conn, cmd) => (conn, cmd),
             Submitted::NoConnection(cmd) => {
                 let conn = self.get().await?;
                 // Connected now: queue it if that connection has a batching task.
                 match self.submit(cmd, deadline) {
-                    Submitted::Queued(answer) => return self.answer(answer).await,
+                    Submitted::Queued(answer) => {
+                        return expired_as_timeout(self.answer(answer).await, deadline);
+                    }
                     Submitted::Direct(_, cmd) | Submitted::NoConnection(cmd) => (conn, cmd),
                 }
             }
@@ -395,10 +376,10 @@ impl Shared {
     }
 
     /// Queues `cmd` with the batching task of the ready connection, or says why not.
-    fn submit(&self, cmd: Cmd, deadline: Option<&Instant>) -> Submitted {
+    fn submit(&self, cmd: Cmd, deadline: Option<&Deadline>) -> Submitted {
         let mut slot = lock(&self.slot);
         match &*slot {
-            Slot::Ready(_, Some(batcher)) => match batcher.submit(cmd, deadline.copied()) {
+            Slot::Ready(_, Some(batcher)) => match batcher.submit(cmd, deadline.map(|d| d.at)) {
                 Ok(answer) => Submitted::Queued(answer),
                 Err(cmd) => {
                     // The task has ended (its runtime shut down): so has the connection's
@@ -413,9 +394,9 @@ impl Shared {
     }
 
     /// Waits for the batching task's answer to a queued command, watched (see [`Watch`]):
-    /// a command whose deadline passed first counts as abandoned, as one a throttle's
-    /// timer gave up on would.
-    async fn answer(&self, answer: oneshot::Receiver<Reply>) -> Result<RedisResult<Value>> {
+    /// a command whose deadline passed first (`None`) counts as abandoned, as one a
+    /// throttle's timer gave up on would.
+    async fn answer(&self, answer: oneshot::Receiver<Reply>) -> Result<Reply> {
         let watch = Watch {
             shared: self,
             answered: false,
@@ -424,9 +405,9 @@ impl Shared {
         match answered {
             Ok(Some(reply)) => {
                 watch.answered();
-                Ok(reply)
+                Ok(Some(reply))
             }
-            Ok(None) => Err(Error::Timeout(self.timeout)),
+            Ok(None) => Ok(None),
             Err(_) => {
                 watch.answered();
                 self.clear();
@@ -440,6 +421,52 @@ impl Shared {
     /// Commands sent by batching tasks, and the pipelines they went in.
     pub fn pipelined(&self) -> Pipelined {
         self.counters.snapshot()
+    }
+}
+
+/// When the commands of a decision are given up on: the instant, and the limit it was set
+/// from (what [`Error::Timeout`] reports).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Deadline {
+    pub at: Instant,
+    /// The limit in nanoseconds: every decision's future carries a deadline, and 8 bytes
+    /// less than a `Duration` keep that future within glibc's thread cache.
+    limit_nanos: u64,
+}
+
+impl Deadline {
+    /// `limit` from now; `None` for a limit too long to end at an instant.
+    pub fn after(limit: Duration) -> Option<Self> {
+        let limit_nanos = u64::try_from(limit.as_nanos()).ok()?;
+        let at = Instant::now().checked_add(limit)?;
+        Some(Self { at, limit_nanos })
+    }
+
+    /// The limit it was set from.
+    pub fn limit(&self) -> Duration {
+        Duration::from_nanos(self.limit_nanos)
+    }
+}
+
+/// A queued command's answer, with its expiry told as [`Error::Timeout`] (only a command
+/// with a deadline expires).
+fn expired_as_timeout(
+    answer: Result<Reply>,
+    deadline: Option<&Deadline>,
+) -> Result<RedisResult<Value>> {
+    answer?.ok_or_else(|| Error::Timeout(deadline.map(Deadline::limit).unwrap_or_default()))
+}
+
+/// `future`, given up at `deadline` (if any) with [`Error::Timeout`].
+pub(super) async fn within<T>(
+    deadline: Option<&Deadline>,
+    future: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline.at, future)
+            .await
+            .unwrap_or(Err(Error::Timeout(deadline.limit()))),
+        None => future.await,
     }
 }
 

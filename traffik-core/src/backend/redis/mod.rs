@@ -53,9 +53,7 @@ pub use conn::{ConnectFuture, ConnectionFactory};
 /// connections of matching versions.
 pub use deadpool_redis;
 
-use tokio::time::Instant;
-
-use self::conn::{Conn, Shared, Source};
+use self::conn::{Conn, Deadline, Shared, Source, within};
 use self::scripts::{LuaScript, Plan, SCRIPTS};
 use super::backoff::{Backoff, random_u64};
 use super::{Backend, BackendFuture, Lock, LockOptions, LockRelease, UpdateFn};
@@ -369,7 +367,7 @@ impl RedisBackendBuilder {
                 on_error: self.on_error,
                 timeout: self.timeout,
                 clock,
-                conn: Shared::new(source, self.connect_timeout, self.timeout),
+                conn: Shared::new(source, self.connect_timeout),
                 closed: AtomicBool::new(false),
                 denials: self.cache_denials.then(DenialCache::default),
                 next_token: AtomicU64::new(1),
@@ -499,7 +497,7 @@ impl RedisBackend {
         &self,
         script: &LuaScript,
         key: &str,
-        deadline: Option<&Instant>,
+        deadline: Option<&Deadline>,
         args: impl Fn(&mut Cmd),
     ) -> Result<T> {
         self.check_open()?;
@@ -525,12 +523,7 @@ impl RedisBackend {
             {
                 // Boxed, as `eval_source` below: rare, and large futures.
                 Err(e) if missing_function(&e) => {
-                    Box::pin(
-                        self.inner
-                            .conn
-                            .within(deadline, self.load_library(&build, script, loads)),
-                    )
-                    .await?
+                    Box::pin(within(deadline, self.load_library(&build, script, loads))).await?
                 }
                 Err(e) if without_functions(&e) => {
                     self.stop_functions(&e);
@@ -552,7 +545,7 @@ impl RedisBackend {
         &self,
         build: &impl Fn(&str, &str) -> Cmd,
         script: &LuaScript,
-        deadline: Option<&Instant>,
+        deadline: Option<&Deadline>,
     ) -> Result<RedisResult<Value>> {
         match self
             .inner
@@ -563,12 +556,7 @@ impl RedisBackend {
             // Boxed: a connection of its own is a future of kilobytes, which every
             // decision's future would otherwise carry and copy.
             Err(e) if e.code() == Some("NOSCRIPT") => {
-                Box::pin(
-                    self.inner
-                        .conn
-                        .within(deadline, self.eval_source(build, script)),
-                )
-                .await
+                Box::pin(within(deadline, self.eval_source(build, script))).await
             }
             reply => Ok(reply),
         }
@@ -692,31 +680,30 @@ impl RedisBackend {
         Some(plan)
     }
 
+    /// A decision, every wait of which ends by `deadline`, if any (see
+    /// `bounds_decisions`).
     async fn decide_async(
         &self,
         key: &str,
         algorithm: &dyn Algorithm,
         rate: &Rate,
         cost: u64,
+        deadline: Option<Deadline>,
     ) -> Result<Decision> {
         self.check_open()?;
         if rate.is_unlimited() {
             return Ok(Decision::unlimited());
         }
         check_cost(algorithm, rate, cost)?;
-        // Every wait below ends by the deadline: a throttle starts no timer of its own
-        // (see `bounds_decisions`).
-        let deadline = self.inner.conn.deadline();
         if cost == 0 {
             // Boxed: a rare path, whose state every decision's future would carry.
             let peek = self.peek_async(key, algorithm, rate);
-            let peek = Box::pin(self.inner.conn.within(deadline.as_ref(), peek)).await?;
+            let peek = Box::pin(within(deadline.as_ref(), peek)).await?;
             return Ok(Decision::allow(peek.limit, peek.remaining, peek.reset));
         }
         // A denial remembered in process was answered by `decide` before this future
         // was built.
         let full = self.full_key(key);
-        let fingerprint = algorithm.builtin().map(|b| (b, *rate));
         let decision = match self.plan(key, algorithm, rate) {
             // A built-in strategy: one script call (here rather than in a function of its
             // own, whose arguments the future would carry beside these).
@@ -734,9 +721,11 @@ impl RedisBackend {
             // Boxed, as the peek above.
             None => {
                 let generic = self.decide_generic(key, algorithm, rate, cost);
-                Box::pin(self.inner.conn.within(deadline.as_ref(), generic)).await?
+                Box::pin(within(deadline.as_ref(), generic)).await?
             }
         };
+        // Worked out after the wait, not carried through it.
+        let fingerprint = algorithm.builtin().map(|b| (b, *rate));
         if let (Some(cache), Some(fingerprint)) = (&self.inner.denials, fingerprint) {
             if !decision.allowed {
                 let full = full.as_str().to_owned();
@@ -744,6 +733,22 @@ impl RedisBackend {
             }
         }
         Ok(decision)
+    }
+
+    /// A decision: a remembered denial at once, else [`decide_async`](Self::decide_async)
+    /// by `deadline`.
+    fn decide_by<'a>(
+        &'a self,
+        key: &'a str,
+        algorithm: &'a dyn Algorithm,
+        rate: &'a Rate,
+        cost: u64,
+        deadline: Option<Deadline>,
+    ) -> BackendFuture<'a, Result<Decision>> {
+        match self.cached_denial(key, algorithm, rate, cost) {
+            Some(denied) => BackendFuture::ready(Ok(denied)),
+            None => BackendFuture::new(self.decide_async(key, algorithm, rate, cost, deadline)),
+        }
     }
 
     /// The denial the [denial cache](RedisBackendBuilder::cache_denials) holds for this
@@ -1218,8 +1223,9 @@ impl Backend for RedisBackend {
         self.inner.timeout
     }
 
-    /// Every decision ends by [`timeout`](Backend::timeout): a queued one with the
-    /// pipeline it went in (one timer for them all), any other under a timer of its own.
+    /// Every decision made by [`decide_within`](Backend::decide_within) ends by its limit:
+    /// a queued one with the pipeline it went in (one timer for them all), any other under
+    /// a timer of its own.
     fn bounds_decisions(&self) -> bool {
         true
     }
@@ -1329,10 +1335,19 @@ impl Backend for RedisBackend {
         rate: &'a Rate,
         cost: u64,
     ) -> BackendFuture<'a, Result<Decision>> {
-        match self.cached_denial(key, algorithm, rate, cost) {
-            Some(denied) => BackendFuture::ready(Ok(denied)),
-            None => BackendFuture::new(self.decide_async(key, algorithm, rate, cost)),
-        }
+        // Called directly, not by a throttle: no limit but the connection's own.
+        self.decide_by(key, algorithm, rate, cost, None)
+    }
+
+    fn decide_within<'a>(
+        &'a self,
+        key: &'a str,
+        algorithm: &'a dyn Algorithm,
+        rate: &'a Rate,
+        cost: u64,
+        limit: Duration,
+    ) -> BackendFuture<'a, Result<Decision>> {
+        self.decide_by(key, algorithm, rate, cost, Deadline::after(limit))
     }
 
     fn peek<'a>(
@@ -1382,10 +1397,21 @@ mod tests {
             .expect("a backend is built without connecting");
         let rate: Rate = "5/m".parse().expect("a rate");
         for algorithm in [&crate::FixedWindow as &dyn Algorithm, &crate::Gcra::new()] {
-            let decision = backend.decide_async("k", algorithm, &rate, 1);
+            let deadline = Deadline::after(DEFAULT_TIMEOUT);
+            let decision = backend.decide_async("k", algorithm, &rate, 1, deadline);
             let size = std::mem::size_of_val(&decision);
             assert!(size <= 1032, "{algorithm:?}: {size} bytes");
         }
+    }
+
+    #[test]
+    fn a_deadline_keeps_its_limit_and_none_is_past_every_instant() {
+        let limit = Duration::from_nanos(60_000_001);
+        let before = tokio::time::Instant::now();
+        let deadline = Deadline::after(limit).expect("a deadline");
+        assert_eq!(deadline.limit(), limit);
+        assert!(deadline.at >= before + limit);
+        assert!(Deadline::after(Duration::MAX).is_none());
     }
 
     /// The error a server answers with, as redis-rs reads it off the wire.
