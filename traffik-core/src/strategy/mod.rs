@@ -292,7 +292,10 @@ pub trait Strategy: Send + Sync + Debug + 'static {
 
     /// Whether [`hit`](Strategy::hit) is one [`Backend::decide`] call and nothing else,
     /// so that it completes at once on a backend that
-    /// [decides in place](Backend::decides_in_place). True for every [`Algorithm`]; a
+    /// [decides in place](Backend::decides_in_place), and whether
+    /// [`hit_within`](Strategy::hit_within) is one [`Backend::decide_within`] call with
+    /// its limit, so that a throttle starts no timer for it on a backend that
+    /// [bounds its decisions](Backend::bounds_decisions). True for every [`Algorithm`]; a
     /// strategy with a `hit` of its own keeps the default, `false`.
     fn hits_through_decide(&self) -> bool {
         false
