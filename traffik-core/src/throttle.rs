@@ -406,14 +406,13 @@ impl Throttle {
         let key = throttle_key_after(&self.key_prefix, id, scope);
         let key = key.as_str();
         let limit = self.decision_limit(backend);
-        let decided = self
-            .bounded(
-                backend,
-                self.strategy
-                    .hit_within(key, &self.rate, cost, backend, limit),
-                self.strategy.hits_through_decide(),
-            )
-            .await;
+        let decided = Self::bounded(
+            self.strategy
+                .hit_within(key, &self.rate, cost, backend, limit),
+            limit,
+            self.strategy.hits_through_decide() && backend.bounds_decisions(),
+        )
+        .await;
         let hit = Hit {
             id,
             scope,
@@ -586,24 +585,22 @@ impl Throttle {
         self.timeout.unwrap_or_else(|| backend.timeout())
     }
 
-    /// Awaits a decision, for at most the throttle's (or else the backend's) timeout. A
-    /// decision that completes on its first poll (the in-memory backend's) starts no
-    /// timer; nor does one that is a single `decide` (`one_decide`, given that limit) of
-    /// a backend that [bounds its decisions](Backend::bounds_decisions).
+    /// Awaits a decision, for at most `limit`. A decision that completes on its first poll
+    /// (the in-memory backend's) starts no timer; nor does one the backend ends within
+    /// `limit` itself (`by_backend`: a single `decide` given that limit, on a backend that
+    /// [bounds its decisions](Backend::bounds_decisions)).
     async fn bounded(
-        &self,
-        backend: &dyn Backend,
         decision: BackendFuture<'_, Result<Decision>>,
-        one_decide: bool,
+        limit: Duration,
+        by_backend: bool,
     ) -> Result<Decision> {
         let pending = match decision.now_or_never() {
             Ok(done) => return done,
             Err(pending) => pending,
         };
-        if one_decide && backend.bounds_decisions() {
+        if by_backend {
             return pending.await;
         }
-        let limit = self.decision_limit(backend);
         match tokio::time::timeout(limit, pending).await {
             Ok(done) => done,
             Err(_) => Err(Error::Timeout(limit)),
@@ -681,14 +678,9 @@ impl Throttle {
         };
         let backend: &dyn Backend = self.backend.as_deref().unwrap_or(backend);
         let key = self.key(id, scope);
-        Ok(self
-            .bounded(
-                backend,
-                self.strategy.stat(&key, &self.rate, backend),
-                false,
-            )
-            .await?
-            .with_min_wait(self.min_wait_period))
+        let limit = self.decision_limit(backend);
+        let stat = Self::bounded(self.strategy.stat(&key, &self.rate, backend), limit, false);
+        Ok(stat.await?.with_min_wait(self.min_wait_period))
     }
 }
 

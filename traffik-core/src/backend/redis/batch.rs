@@ -152,13 +152,13 @@ async fn run(
 
 /// Sends `batch` as one pipeline and hands each command its own reply, or, when the
 /// earliest deadline of its commands passes first, tells each that it expired.
-async fn send(mut conn: MultiplexedConnection, batch: Vec<Job>, counters: Arc<Counters>) {
+async fn send(mut conn: MultiplexedConnection, queued: Vec<Job>, counters: Arc<Counters>) {
     // Callers that gave up (a throttle's timeout), or whose deadline already passed, are
     // not sent at all.
     let now = Instant::now();
     let mut earliest: Option<Instant> = None;
-    let mut live = Vec::with_capacity(batch.len());
-    for job in batch {
+    let mut batch = Vec::with_capacity(queued.len());
+    for job in queued {
         if job.reply.is_closed() {
             continue;
         }
@@ -169,9 +169,8 @@ async fn send(mut conn: MultiplexedConnection, batch: Vec<Job>, counters: Arc<Co
             }
             earliest = Some(earliest.map_or(at, |earliest| earliest.min(at)));
         }
-        live.push(job);
+        batch.push(job);
     }
-    let batch = live;
     if batch.is_empty() {
         return;
     }
