@@ -9,11 +9,14 @@
 //! server). A pipeline carries each reply apart, server errors included: one key's
 //! `WRONGTYPE` or `NOSCRIPT` is that decision's error alone.
 //!
-//! Consecutive calls of Traffik's function library in a batch go out as one call of the
-//! library's batch function (`scripts/batch.lua`), which runs each as if it were alone
-//! and answers each in its place: Redis pays a function call's fixed cost, reads its
-//! clock, and parses the arguments the calls share, once for them all (a quarter less of
-//! its time per decision, alone on Redis, for the fixed window).
+//! Consecutive decisions in a batch go out as one call of the library's batch function
+//! (`scripts/batch.lua`), which runs each as if it were alone and answers each in its
+//! place: Redis pays a function call's fixed cost, reads its clock, and parses the
+//! arguments the calls share, once for them all (a quarter less of its time per
+//! decision, alone on Redis, for the fixed window). A decision is queued in parts (a
+//! [`Call`]: the function, the key, the numbers), which the batch call is written from
+//! directly: building each decision as a redis-rs `Cmd` that this task then read back
+//! apart cost about 1 500 instructions per decision.
 //!
 //! A decision carries its deadline: the pipeline it goes in is given up at the earliest
 //! deadline of its commands, which are then answered that they expired. One timer per
@@ -29,12 +32,15 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use arrayvec::ArrayVec;
 use deadpool_redis::redis::aio::{ConnectionLike, MultiplexedConnection};
-use deadpool_redis::redis::{Arg, Cmd, Pipeline, RedisError, RedisResult, Value};
+use deadpool_redis::redis::{Cmd, Pipeline, RedisError, RedisResult, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::scripts::{Library, SCRIPTS};
+use crate::clock::Micros;
+use crate::key::KeyText;
 
 /// The most commands in one pipeline; more wait for the next.
 const MAX_BATCH: usize = 256;
@@ -46,9 +52,91 @@ const MAX_COMBINED: usize = 64;
 /// What a queued command gets: Redis's reply, or `None` when its deadline passed first.
 pub(super) type Reply = Option<RedisResult<Value>>;
 
+/// The most numbers a [`Call`] carries after the clock: a decision's limit, period and
+/// cost, and up to four more of its strategy.
+pub(super) const CALL_ARGS: usize = 7;
+
+/// A call of one of the library's functions on one key, in parts: what a decision
+/// queues. Its arguments after the key are the caller's clock (or two empty strings, for
+/// the server's), then its numbers. The batching task writes consecutive calls into one
+/// batch call straight from these parts; a call sent alone, or anywhere else, becomes
+/// its command ([`cmd`](Self::cmd)) there.
+#[derive(Clone, Debug)]
+pub(super) struct Call {
+    /// The function's name.
+    pub function: &'static str,
+    /// The key, namespace included.
+    pub key: KeyText,
+    /// What the backend's clock read, and its offset from the server's.
+    pub clock: Option<(Micros, i64)>,
+    /// The numbers after the clock.
+    pub numbers: ArrayVec<u64, CALL_ARGS>,
+}
+
+impl Call {
+    /// `verb body 1 key` and the call's arguments: `FCALL` and the function's name, or
+    /// the same code as a script (`EVALSHA` and its SHA, `EVAL` and its source).
+    pub fn cmd(&self, verb: &str, body: &str) -> Cmd {
+        // Two allocations, not one per argument: the numbers have at most 20 digits.
+        let size = verb.len() + body.len() + 1 + self.key.len() + 20 * (2 + self.numbers.len());
+        let mut cmd = Cmd::with_capacity(4 + self.argc(), size);
+        cmd.arg(verb).arg(body).arg(1).arg(self.key.as_str());
+        self.write_argv(&mut cmd);
+        cmd
+    }
+
+    /// How many arguments follow the key.
+    fn argc(&self) -> usize {
+        2 + self.numbers.len()
+    }
+
+    /// The arguments that follow the key.
+    fn write_argv(&self, cmd: &mut Cmd) {
+        match self.clock {
+            Some((now, offset)) => cmd.arg(now).arg(offset),
+            None => cmd.arg("").arg(""),
+        };
+        for number in &self.numbers {
+            cmd.arg(*number);
+        }
+    }
+
+    /// Whether `other` calls the same function with the same arguments after its key
+    /// (the decisions of one throttle, read on the server's clock).
+    fn same_run(&self, other: &Self) -> bool {
+        self.function == other.function
+            && self.clock == other.clock
+            && self.numbers == other.numbers
+    }
+}
+
+/// What a batching task sends: a decision in parts, or any other command.
+#[derive(Debug)]
+pub(super) enum Work {
+    Call(Call),
+    Cmd(Cmd),
+}
+
+impl Work {
+    /// The command that sends this work alone.
+    pub fn into_cmd(self) -> Cmd {
+        match self {
+            Work::Call(call) => call.cmd("FCALL", call.function),
+            Work::Cmd(cmd) => cmd,
+        }
+    }
+
+    fn as_call(&self) -> Option<&Call> {
+        match self {
+            Work::Call(call) => Some(call),
+            Work::Cmd(_) => None,
+        }
+    }
+}
+
 /// One queued command, where its reply goes, and until when it is worth sending.
 struct Job {
-    cmd: Cmd,
+    work: Work,
     deadline: Option<Instant>,
     reply: oneshot::Sender<Reply>,
 }
@@ -109,22 +197,25 @@ impl Batcher {
         Self { jobs }
     }
 
-    /// Queues `cmd` for the next pipeline, answered by `deadline` at the latest; gives it
-    /// back when the task has ended (its runtime shut down).
+    /// Queues `work` for the next pipeline, answered by `deadline` at the latest; gives
+    /// it back when the task has ended (its runtime shut down).
+    // The work is handed back to go another way, as it came: boxing it would allocate
+    // once more per decision for a refusal that happens once per runtime.
+    #[allow(clippy::result_large_err)]
     pub fn submit(
         &self,
-        cmd: Cmd,
+        work: Work,
         deadline: Option<Instant>,
-    ) -> Result<oneshot::Receiver<Reply>, Cmd> {
+    ) -> Result<oneshot::Receiver<Reply>, Work> {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(Job {
-                cmd,
+                work,
                 deadline,
                 reply,
             })
             .map(|()| answer)
-            .map_err(|refused| refused.0.cmd)
+            .map_err(|refused| refused.0.work)
     }
 }
 
@@ -175,25 +266,20 @@ async fn send(mut conn: MultiplexedConnection, queued: Vec<Job>, counters: Arc<C
         return;
     }
     let library = &SCRIPTS.library;
-    let (mut cmds, replies): (Vec<Option<Cmd>>, Vec<_>) = batch
+    let (mut works, replies): (Vec<Option<Work>>, Vec<_>) = batch
         .into_iter()
-        .map(|job| (Some(job.cmd), job.reply))
+        .map(|job| (Some(job.work), job.reply))
         .unzip();
-    let mut pipeline = Pipeline::with_capacity(cmds.len());
+    let mut pipeline = Pipeline::with_capacity(works.len());
     // How many of the commands, in order, each command of the pipeline carries.
-    let mut spans = Vec::with_capacity(cmds.len());
+    let mut spans = Vec::with_capacity(works.len());
     let mut start = 0;
-    while start < cmds.len() {
-        let calls: Vec<LibraryCall<'_>> = cmds[start..]
-            .iter()
-            .take(MAX_COMBINED)
-            .map_while(|cmd| cmd.as_ref().and_then(|cmd| LibraryCall::of(cmd, library)))
-            .collect();
-        let run = calls.len();
+    while start < works.len() {
+        let run = calls(&works[start..]).take(MAX_COMBINED).count();
         if run >= 2 {
-            pipeline.add_command(combined(&calls, library));
-        } else if let Some(cmd) = cmds[start].take() {
-            pipeline.add_command(cmd);
+            pipeline.add_command(combined(calls(&works[start..start + run]), library));
+        } else if let Some(work) = works[start].take() {
+            pipeline.add_command(work.into_cmd());
         }
         let span = run.max(1);
         spans.push(span);
@@ -242,82 +328,46 @@ async fn send(mut conn: MultiplexedConnection, queued: Vec<Job>, counters: Arc<C
     }
 }
 
-/// A command that is `FCALL` of one of the library's functions (not the batch function
-/// itself) on one key: what the batch function can run.
-struct LibraryCall<'c> {
-    function: &'c [u8],
-    key: &'c [u8],
-    cmd: &'c Cmd,
-}
-
-impl<'c> LibraryCall<'c> {
-    fn of(cmd: &'c Cmd, library: &Library) -> Option<Self> {
-        let mut args = cmd.args_iter().map(simple);
-        let (verb, function, keys, key) =
-            (args.next()??, args.next()??, args.next()??, args.next()??);
-        // Every argument plain bytes (no cursor): `argv` passes them on as they are.
-        let ours = verb.eq_ignore_ascii_case(b"FCALL")
-            && function.starts_with(library.prefix.as_bytes())
-            && function != library.batch.as_bytes()
-            && keys == b"1"
-            && args.all(|arg| arg.is_some());
-        ours.then_some(Self { function, key, cmd })
-    }
-
-    /// The function's ARGV: what follows the verb, the function, the key count and the key.
-    fn argv(&self) -> impl Iterator<Item = &'c [u8]> + use<'c> {
-        self.cmd.args_iter().skip(4).filter_map(simple)
-    }
-
-    /// Whether `other` calls the same function with the same ARGV (on its own key).
-    fn same_as(&self, other: &Self) -> bool {
-        self.function == other.function && self.argv().eq(other.argv())
-    }
-}
-
-fn simple(arg: Arg<&[u8]>) -> Option<&[u8]> {
-    match arg {
-        Arg::Simple(bytes) => Some(bytes),
-        _ => None,
-    }
+/// The calls that `works` starts with, up to its first other command.
+fn calls(works: &[Option<Work>]) -> impl Iterator<Item = &Call> + Clone {
+    works
+        .iter()
+        .map_while(|work| work.as_ref().and_then(Work::as_call))
 }
 
 /// One call of the library's batch function running `calls` (see `batch.lua`): their
-/// keys, then for each run of calls of one function with the same ARGV (the decisions of
-/// one throttle, read on the server's clock), the function, the number of its arguments,
-/// the arguments and the number of calls. What Redis parses per decision is then little
-/// more than its key.
-fn combined(calls: &[LibraryCall<'_>], library: &Library) -> Cmd {
-    let mut runs: Vec<(&LibraryCall<'_>, usize)> = Vec::new();
-    for call in calls {
+/// keys, then for each run of calls of one function with the same arguments after the
+/// key (the decisions of one throttle, read on the server's clock), the function, the
+/// number of its arguments, the arguments and the number of calls. What Redis parses per
+/// decision is then little more than its key.
+fn combined<'c>(calls: impl Iterator<Item = &'c Call> + Clone, library: &Library) -> Cmd {
+    let mut runs: Vec<(&Call, usize)> = Vec::new();
+    let (mut count, mut keys) = (0, 0);
+    for call in calls.clone() {
+        count += 1;
+        keys += call.key.len();
         match runs.last_mut() {
-            Some((first, count)) if first.same_as(call) => *count += 1,
+            Some((first, calls)) if first.same_run(call) => *calls += 1,
             _ => runs.push((call, 1)),
         }
     }
-    let args = 3
-        + calls.len()
-        + runs
-            .iter()
-            .map(|(call, _)| 3 + call.argv().count())
-            .sum::<usize>();
+    let args = 3 + count + runs.iter().map(|(call, _)| 3 + call.argc()).sum::<usize>();
     let size = library.batch.len()
-        + calls.iter().map(|call| call.key.len()).sum::<usize>()
+        + 8
+        + keys
         + runs
             .iter()
-            .map(|(call, _)| call.function.len() + 8 + call.argv().map(<[u8]>::len).sum::<usize>())
+            .map(|(call, _)| call.function.len() + 16 + 20 * call.argc())
             .sum::<usize>();
     let mut cmd = Cmd::with_capacity(args, size);
-    cmd.arg("FCALL").arg(&library.batch).arg(calls.len());
+    cmd.arg("FCALL").arg(&library.batch).arg(count);
     for call in calls {
-        cmd.arg(call.key);
+        cmd.arg(call.key.as_str());
     }
-    for (call, count) in runs {
-        cmd.arg(call.function).arg(call.argv().count());
-        for arg in call.argv() {
-            cmd.arg(arg);
-        }
-        cmd.arg(count);
+    for (call, calls) in runs {
+        cmd.arg(call.function).arg(call.argc());
+        call.write_argv(&mut cmd);
+        cmd.arg(calls);
     }
     cmd
 }
@@ -384,7 +434,104 @@ fn answer_all(replies: Vec<oneshot::Sender<Reply>>, error: &RedisError) {
 
 #[cfg(test)]
 mod tests {
-    use super::unpack;
+    use super::{Call, Work, combined, unpack};
+    use crate::key::KeyText;
+    use arrayvec::ArrayVec;
+    use deadpool_redis::redis::{Arg, Cmd};
+
+    fn call(function: &'static str, key: &str, clock: Option<(u64, i64)>, numbers: &[u64]) -> Call {
+        let mut text = KeyText::new();
+        text.push_str(key);
+        Call {
+            function,
+            key: text,
+            clock,
+            numbers: numbers.iter().copied().collect::<ArrayVec<_, _>>(),
+        }
+    }
+
+    fn words(cmd: &Cmd) -> Vec<String> {
+        cmd.args_iter()
+            .map(|arg| match arg {
+                Arg::Simple(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                _ => "<not a plain argument>".to_owned(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_call_alone_is_its_functions_fcall_and_as_a_script_the_same_arguments() {
+        let on_server = call("lib_fw", "ns:{a}", None, &[5, 60_000_000, 1]);
+        assert_eq!(
+            words(&Work::Call(on_server.clone()).into_cmd()),
+            [
+                "FCALL", "lib_fw", "1", "ns:{a}", "", "", "5", "60000000", "1"
+            ]
+        );
+        assert_eq!(
+            words(&on_server.cmd("EVALSHA", "abc")),
+            [
+                "EVALSHA", "abc", "1", "ns:{a}", "", "", "5", "60000000", "1"
+            ]
+        );
+        let own_clock = call(
+            "lib_gcra",
+            "ns:{b}",
+            Some((1_700_000_000_000_000, -42)),
+            &[3],
+        );
+        assert_eq!(
+            words(&own_clock.cmd("FCALL", own_clock.function)),
+            [
+                "FCALL",
+                "lib_gcra",
+                "1",
+                "ns:{b}",
+                "1700000000000000",
+                "-42",
+                "3"
+            ]
+        );
+    }
+
+    /// The layout `batch.lua` reads: the keys, then each run of calls with the same
+    /// function and arguments after the key: the function, how many arguments, the
+    /// arguments, how many calls.
+    #[test]
+    fn a_batch_call_holds_the_keys_then_each_run_of_calls_alike() {
+        let library = &super::SCRIPTS.library;
+        let calls = [
+            call("lib_fw", "{a}", None, &[5, 60, 1]),
+            call("lib_fw", "{b}", None, &[5, 60, 1]),
+            // Another cost: another run.
+            call("lib_fw", "{c}", None, &[5, 60, 2]),
+            // Another function with the same numbers: another run.
+            call("lib_gcra", "{d}", None, &[5, 60, 2]),
+            // The same again, read on a clock of the caller's: another run.
+            call("lib_gcra", "{e}", Some((7, 0)), &[5, 60, 2]),
+        ];
+        let mut expected: Vec<String> = [
+            "FCALL",
+            &library.batch,
+            "5",
+            "{a}",
+            "{b}",
+            "{c}",
+            "{d}",
+            "{e}",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        for run in [
+            &["lib_fw", "5", "", "", "5", "60", "1", "2"][..],
+            &["lib_fw", "5", "", "", "5", "60", "2", "1"],
+            &["lib_gcra", "5", "", "", "5", "60", "2", "1"],
+            &["lib_gcra", "5", "7", "0", "5", "60", "2", "1"],
+        ] {
+            expected.extend(run.iter().map(|word| (*word).to_owned()));
+        }
+        assert_eq!(words(&combined(calls.iter(), library)), expected);
+    }
 
     fn packed(strings: &[&[u8]]) -> Vec<u8> {
         let mut packed = Vec::new();

@@ -26,7 +26,7 @@ use deadpool_redis::redis::aio::{ConnectionLike, MultiplexedConnection};
 use deadpool_redis::redis::cluster_async::ClusterConnection;
 use deadpool_redis::redis::{self, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 
-use super::batch::{Batcher, Counters, Pipelined, Reply};
+use super::batch::{Batcher, Counters, Pipelined, Reply, Work};
 use crate::error::{Error, Result};
 
 /// A future yielding a fresh multiplexed connection.
@@ -120,9 +120,9 @@ enum Submitted {
     Queued(oneshot::Receiver<Reply>),
     /// Not queued: the connection has no batching task (a cluster, or made outside a
     /// runtime), so the command goes on it alone.
-    Direct(Conn, Cmd),
+    Direct(Conn, Work),
     /// No connection is ready.
-    NoConnection(Cmd),
+    NoConnection(Work),
 }
 
 /// The shared connection, or the attempt to make one.
@@ -329,24 +329,38 @@ impl Shared {
 }
 
 impl Shared {
-    /// Runs `cmd` in the next pipeline of the shared connection's batching task, or on
+    /// Runs `work` in the next pipeline of the shared connection's batching task, or on
     /// its own where there is none (a cluster, a connection made outside a runtime).
     ///
     /// The outer error is getting a connection, or [`Error::Timeout`] once `deadline`
     /// passed; the inner one is Redis's answer, a server error included. Waiting for the
     /// answer is watched (see [`Watch`]).
-    pub async fn batched(
-        &self,
-        cmd: Cmd,
-        deadline: Option<&Deadline>,
-    ) -> Result<RedisResult<Value>> {
-        match self.submit(cmd, deadline) {
-            // The batching task answers by the deadline: no timer here.
-            Submitted::Queued(answer) => expired_as_timeout(self.answer(answer).await, deadline),
+    ///
+    /// `work` is queued when this is called, not when the future is first polled: the
+    /// future holds only the channel the reply comes on (or the boxed future of the
+    /// unqueued path), not the work, which every decision's future would otherwise
+    /// carry.
+    pub fn batched<'a>(
+        &'a self,
+        work: Work,
+        deadline: Option<&'a Deadline>,
+    ) -> impl Future<Output = Result<RedisResult<Value>>> + Send + 'a {
+        let queued = match self.submit(work, deadline) {
+            Submitted::Queued(answer) => Ok(answer),
             // Boxed: connecting and a query of its own are futures of several kilobytes,
             // which every queued command's future would otherwise carry, and copy into
             // its box, for nothing.
-            unqueued => Box::pin(within(deadline, self.unqueued(unqueued, deadline))).await,
+            unqueued => Err(Box::pin(within(
+                deadline,
+                self.unqueued(unqueued, deadline),
+            ))),
+        };
+        async move {
+            match queued {
+                // The batching task answers by the deadline: no timer here.
+                Ok(answer) => expired_as_timeout(self.answer(answer).await, deadline),
+                Err(unqueued) => unqueued.await,
+            }
         }
     }
 
@@ -356,40 +370,41 @@ impl Shared {
         submitted: Submitted,
         deadline: Option<&Deadline>,
     ) -> Result<RedisResult<Value>> {
-        let (mut conn, cmd) = match submitted {
+        let (mut conn, work) = match submitted {
             Submitted::Queued(answer) => {
                 return expired_as_timeout(self.answer(answer).await, deadline);
             }
-            Submitted::Direct(conn, cmd) => (conn, cmd),
-            Submitted::NoConnection(cmd) => {
+            Submitted::Direct(conn, work) => (conn, work),
+            Submitted::NoConnection(work) => {
                 let conn = self.get().await?;
                 // Connected now: queue it if that connection has a batching task.
-                match self.submit(cmd, deadline) {
+                match self.submit(work, deadline) {
                     Submitted::Queued(answer) => {
                         return expired_as_timeout(self.answer(answer).await, deadline);
                     }
-                    Submitted::Direct(_, cmd) | Submitted::NoConnection(cmd) => (conn, cmd),
+                    Submitted::Direct(_, work) | Submitted::NoConnection(work) => (conn, work),
                 }
             }
         };
+        let cmd = work.into_cmd();
         Ok(self.watched(query(&mut conn, &cmd)).await)
     }
 
-    /// Queues `cmd` with the batching task of the ready connection, or says why not.
-    fn submit(&self, cmd: Cmd, deadline: Option<&Deadline>) -> Submitted {
+    /// Queues `work` with the batching task of the ready connection, or says why not.
+    fn submit(&self, work: Work, deadline: Option<&Deadline>) -> Submitted {
         let mut slot = lock(&self.slot);
         match &*slot {
-            Slot::Ready(_, Some(batcher)) => match batcher.submit(cmd, deadline.map(|d| d.at)) {
+            Slot::Ready(_, Some(batcher)) => match batcher.submit(work, deadline.map(|d| d.at)) {
                 Ok(answer) => Submitted::Queued(answer),
-                Err(cmd) => {
+                Err(work) => {
                     // The task has ended (its runtime shut down): so has the connection's
                     // driver.
                     *slot = Slot::Idle;
-                    Submitted::NoConnection(cmd)
+                    Submitted::NoConnection(work)
                 }
             },
-            Slot::Ready(conn, None) => Submitted::Direct(conn.clone(), cmd),
-            Slot::Idle | Slot::Connecting(_) => Submitted::NoConnection(cmd),
+            Slot::Ready(conn, None) => Submitted::Direct(conn.clone(), work),
+            Slot::Idle | Slot::Connecting(_) => Submitted::NoConnection(work),
         }
     }
 

@@ -40,14 +40,17 @@ mod conn;
 mod scripts;
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use arrayvec::ArrayVec;
 use dashmap::DashMap;
 use deadpool_redis::redis::{self, Cmd, FromRedisValue, RedisError, RedisResult, Value};
 
 pub use batch::Pipelined;
+use batch::{Call, Work};
 pub use conn::{ConnectFuture, ConnectionFactory};
 /// The deadpool-redis this backend is built on (and its `redis`), for building pools and
 /// connections of matching versions.
@@ -476,6 +479,13 @@ impl RedisBackend {
             .map(|(clock, _)| clock.now_micros())
     }
 
+    /// What a script call passes for its clock: the explicit clock's reading and its
+    /// offset from the server's, or `None` for the server's own.
+    fn clock_arguments(&self) -> Option<(Micros, i64)> {
+        let (clock, offset) = self.inner.clock.as_ref()?;
+        Some((clock.now_micros(), *offset))
+    }
+
     /// The local time the denial cache is judged by.
     fn local_now(&self) -> Micros {
         self.explicit_now()
@@ -502,37 +512,61 @@ impl RedisBackend {
     ) -> Result<T> {
         self.check_open()?;
         let build = |verb: &str, body: &str| {
-            // Room for a decision's arguments (at most 13; nine of them numbers of at most
-            // 20 digits), so that building one allocates twice, not at each argument.
-            let mut cmd = Cmd::with_capacity(13, verb.len() + body.len() + key.len() + 9 * 20);
+            let mut cmd = Cmd::with_capacity(8, verb.len() + body.len() + key.len() + 64);
             cmd.arg(verb).arg(body).arg(1).arg(key);
-            match &self.inner.clock {
-                Some((clock, offset)) => cmd.arg(clock.now_micros()).arg(*offset),
+            match self.clock_arguments() {
+                Some((now, offset)) => cmd.arg(now).arg(offset),
                 None => cmd.arg("").arg(""),
             };
             args(&mut cmd);
             cmd
         };
+        let queued = || Work::Cmd(build("FCALL", &script.function));
+        self.run_script(script, key, deadline, &build, queued).await
+    }
+
+    /// [`eval`](Self::eval) of a call given in parts (a decision): queued as such, so
+    /// that the batching task writes it into a batch call without a `Cmd` of its own.
+    /// Not an `async fn`: a layer of future less in every decision's.
+    fn eval_call<'a>(
+        &'a self,
+        script: &'a LuaScript,
+        call: &'a Call,
+        deadline: Option<&'a Deadline>,
+    ) -> impl Future<Output = Result<Vec<u8>>> + Send + 'a {
+        let build = move |verb: &str, body: &str| call.cmd(verb, body);
+        let queued = move || Work::Call(call.clone());
+        self.run_script(script, call.key.as_str(), deadline, build, queued)
+    }
+
+    /// What [`eval`](Self::eval) and [`eval_call`](Self::eval_call) share: `script` on
+    /// `key`, as the library's function (`queued`, through the batching task) when the
+    /// server has the library, else as a script; `build` writes the call with a verb and
+    /// its body (a function's name, a SHA, a source).
+    async fn run_script<T: FromRedisValue>(
+        &self,
+        script: &LuaScript,
+        key: &str,
+        deadline: Option<&Deadline>,
+        build: impl Fn(&str, &str) -> Cmd,
+        queued: impl FnOnce() -> Work,
+    ) -> Result<T> {
+        let build = &build;
         let reply = if self.inner.functions.load(Ordering::Relaxed) {
             let loads = self.inner.library_loads.load(Ordering::Acquire);
-            match self
-                .inner
-                .conn
-                .batched(build("FCALL", &script.function), deadline)
-                .await?
-            {
+            match self.inner.conn.batched(queued(), deadline).await? {
                 // Boxed, as `eval_source` below: rare, and large futures.
                 Err(e) if missing_function(&e) => {
-                    Box::pin(within(deadline, self.load_library(&build, script, loads))).await?
+                    Box::pin(within(deadline, self.load_library(build, script, loads))).await?
                 }
                 Err(e) if without_functions(&e) => {
                     self.stop_functions(&e);
-                    self.eval_script(&build, script, deadline).await?
+                    self.eval_script(build, script, deadline).await?
                 }
                 reply => reply,
             }
         } else {
-            self.eval_script(&build, script, deadline).await?
+            self.eval_script(build, script, deadline).await?
         };
         reply
             .and_then(|value| redis::from_redis_value(value).map_err(RedisError::from))
@@ -550,7 +584,7 @@ impl RedisBackend {
         match self
             .inner
             .conn
-            .batched(build("EVALSHA", &script.sha), deadline)
+            .batched(Work::Cmd(build("EVALSHA", &script.sha)), deadline)
             .await?
         {
             // Boxed: a connection of its own is a future of kilobytes, which every
@@ -704,24 +738,28 @@ impl RedisBackend {
         // A denial remembered in process was answered by `decide` before this future
         // was built.
         let full = self.full_key(key);
-        let decision = match self.plan(key, algorithm, rate) {
+        let (decision, full) = match self.plan(key, algorithm, rate) {
             // A built-in strategy: one script call (here rather than in a function of its
             // own, whose arguments the future would carry beside these).
             Some(plan) => {
+                let mut numbers = ArrayVec::new();
+                numbers.extend([rate.limit(), rate.period_micros(), cost]);
+                numbers.extend(plan.extra[..plan.extra_len].iter().copied());
+                let call = Call {
+                    function: &plan.script.function,
+                    key: full,
+                    clock: self.clock_arguments(),
+                    numbers,
+                };
                 let reply: Vec<u8> = self
-                    .eval(plan.script, &full, deadline.as_ref(), |cmd| {
-                        cmd.arg(rate.limit()).arg(rate.period_micros()).arg(cost);
-                        for value in &plan.extra[..plan.extra_len] {
-                            cmd.arg(*value);
-                        }
-                    })
+                    .eval_call(plan.script, &call, deadline.as_ref())
                     .await?;
-                decision_from(&reply)?
+                (decision_from(&reply)?, call.key)
             }
             // Boxed, as the peek above.
             None => {
                 let generic = self.decide_generic(key, algorithm, rate, cost);
-                Box::pin(within(deadline.as_ref(), generic)).await?
+                (Box::pin(within(deadline.as_ref(), generic)).await?, full)
             }
         };
         // Worked out after the wait, not carried through it.

@@ -43,8 +43,6 @@ pub(super) struct Library {
     pub name: String,
     /// The code given to `FUNCTION LOAD`.
     pub source: String,
-    /// What every function's name starts with (`traffik_<hash>_`).
-    pub prefix: String,
     /// The batch function's name.
     pub batch: String,
 }
@@ -120,7 +118,6 @@ fn build() -> Scripts {
         meter: script(4),
         gcra: script(5),
         library: Library {
-            prefix: format!("{name}_"),
             name,
             source: library,
             batch,
