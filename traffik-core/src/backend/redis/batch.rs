@@ -16,7 +16,8 @@
 //! decision, alone on Redis, for the fixed window). A decision is queued in parts (a
 //! [`Call`]: the function, the key, the numbers), which the batch call is written from
 //! directly: building each decision as a redis-rs `Cmd` that this task then read back
-//! apart cost about 1 500 instructions per decision.
+//! apart cost about 900 instructions per request (of some 33 000 for a request decided
+//! on Redis, counted by `scripts/bench-instructions.sh`).
 //!
 //! A decision carries its deadline: the pipeline it goes in is given up at the earliest
 //! deadline of its commands, which are then answered that they expired. One timer per
@@ -38,7 +39,7 @@ use deadpool_redis::redis::{Cmd, Pipeline, RedisError, RedisResult, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::scripts::{Library, SCRIPTS};
+use super::scripts::{EXTRA, Library, SCRIPTS};
 use crate::clock::Micros;
 use crate::key::KeyText;
 
@@ -53,8 +54,8 @@ const MAX_COMBINED: usize = 64;
 pub(super) type Reply = Option<RedisResult<Value>>;
 
 /// The most numbers a [`Call`] carries after the clock: a decision's limit, period and
-/// cost, and up to four more of its strategy.
-pub(super) const CALL_ARGS: usize = 7;
+/// cost, and the arguments its strategy's script takes beyond them.
+const CALL_ARGS: usize = 3 + EXTRA;
 
 /// A call of one of the library's functions on one key, in parts: what a decision
 /// queues. Its arguments after the key are the caller's clock (or two empty strings, for

@@ -129,12 +129,15 @@ fn build() -> Scripts {
 /// of them stay below 2^53.
 const MAX_SCALED: u128 = 1 << 50;
 
+/// The most arguments a strategy's script takes after `limit, period, cost`.
+pub(super) const EXTRA: usize = 4;
+
 /// How to run one built-in decision as a script.
 #[derive(Debug)]
 pub(super) struct Plan {
     pub script: &'static LuaScript,
     /// Arguments after `limit, period, cost`.
-    pub extra: [u64; 4],
+    pub extra: [u64; EXTRA],
     pub extra_len: usize,
     /// The state key gets `:window` appended by the script.
     pub windowed: bool,
@@ -162,7 +165,7 @@ pub(super) fn plan(builtin: Builtin, rate: &Rate) -> Option<Plan> {
     let limit = rate.limit();
     let simple = |script: &'static LuaScript, windowed: bool| Plan {
         script,
-        extra: [0; 4],
+        extra: [0; EXTRA],
         extra_len: 0,
         windowed,
     };
