@@ -10,7 +10,7 @@ use crate::backend::{Backend, BackendFuture, SharedBackend};
 use crate::clock::{Clock, SystemClock};
 use crate::decision::Decision;
 use crate::error::{Error, Result};
-use crate::key::{Identity, key_prefix, throttle_key, throttle_key_after, throttle_key_joined};
+use crate::key::{Identity, key_prefix, throttle_key, throttle_key_joined};
 use crate::policy::{FailureContext, FailurePolicy, FailureVerdict};
 use crate::rate::Rate;
 use crate::strategy::{FixedWindow, Strategy};
@@ -398,12 +398,41 @@ impl Throttle {
         cost: u64,
         backend: &dyn Backend,
     ) -> Result<Decision> {
+        self.hit_client_joined(id, std::slice::from_ref(&scope), cost, backend)
+            .await
+    }
+
+    /// [`hit_client`](Throttle::hit_client) for a scope given in pieces, joined in order,
+    /// as [`try_hit_now_joined`](Throttle::try_hit_now_joined) takes it: the pieces are
+    /// written straight into the key, for a caller whose scope is made of parts (a prefix
+    /// and a route) that it would otherwise join first.
+    ///
+    /// ```
+    /// use traffik_core::{InMemoryBackend, Throttle};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let throttle = Throttle::new("api", "1/m")?;
+    /// let backend = InMemoryBackend::new("app");
+    /// let pieces = ["http:GET:", "/items"];
+    /// assert!(throttle.hit_client_joined("10.0.0.1", &pieces, 1, &backend).await?.allowed);
+    /// // The same scope, given whole: the same key, so the same quota.
+    /// assert!(!throttle.hit_client("10.0.0.1", "http:GET:/items", 1, &backend).await?.allowed);
+    /// # Ok::<(), traffik_core::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn hit_client_joined(
+        &self,
+        id: &str,
+        scope: &[&str],
+        cost: u64,
+        backend: &dyn Backend,
+    ) -> Result<Decision> {
         if !self.limits(id) {
             return Ok(Decision::unlimited());
         }
         let backend: &dyn Backend = self.backend.as_deref().unwrap_or(backend);
         // On the stack, held by this future: no allocation for a key of ordinary size.
-        let key = throttle_key_after(&self.key_prefix, id, scope);
+        let (key, scope_start) = throttle_key_joined(&self.key_prefix, id, scope);
         let key = key.as_str();
         let limit = self.decision_limit(backend);
         let decided = Self::bounded(
@@ -413,9 +442,10 @@ impl Throttle {
             self.strategy.hits_through_decide() && backend.bounds_decisions(),
         )
         .await;
+        let mut joined = String::new();
         let hit = Hit {
             id,
-            scope,
+            scope: scope_text(key, scope_start, scope, &mut joined),
             key,
             cost,
             backend,
@@ -503,18 +533,10 @@ impl Throttle {
                 backend.namespace()
             ))),
         };
-        // The scope as the key holds it, unless a byte of it had to be escaped there.
-        let joined;
-        let scope = match key.get(scope_start..) {
-            Some(text) if text.len() == scope.iter().map(|piece| piece.len()).sum() => text,
-            _ => {
-                joined = scope.concat();
-                joined.as_str()
-            }
-        };
+        let mut joined = String::new();
         let hit = Hit {
             id,
-            scope,
+            scope: scope_text(key, scope_start, scope, &mut joined),
             key,
             cost,
             backend,
@@ -697,6 +719,18 @@ impl fmt::Debug for Throttle {
             .field("timeout", &self.timeout)
             .field("shadow", &self.shadow)
             .finish()
+    }
+}
+
+/// The scope of a hit as text: as `key` holds it from `start`, unless a byte of it had to
+/// be escaped there; otherwise its pieces joined into `joined` (an allocation only then).
+fn scope_text<'a>(key: &'a str, start: usize, scope: &[&str], joined: &'a mut String) -> &'a str {
+    match key.get(start..) {
+        Some(text) if text.len() == scope.iter().map(|piece| piece.len()).sum() => text,
+        _ => {
+            *joined = scope.concat();
+            joined
+        }
     }
 }
 

@@ -975,8 +975,11 @@ fn the_synchronous_path_applies_the_failure_policy() {
     assert_eq!(decision.wait, Duration::from_secs(3));
 }
 
-#[test]
-fn the_synchronous_path_tells_the_policy_the_scope_as_given() {
+/// The scopes and keys a failure policy was told, in order.
+type SeenScopes = Arc<Mutex<Vec<(String, String)>>>;
+
+/// A throttle whose failure policy allows and records the scope and key it was told.
+fn recording_scopes() -> (Throttle, SeenScopes) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let policy = FailurePolicy::custom({
         let seen = Arc::clone(&seen);
@@ -987,14 +990,32 @@ fn the_synchronous_path_tells_the_policy_the_scope_as_given() {
             FailureVerdict::Allow
         }
     });
+    (
+        Throttle::with_rate("api", rate("5/m")).on_error(policy),
+        seen,
+    )
+}
+
+/// Scopes in pieces: joined; one whose bytes the key escapes; an empty one.
+const SCOPE_PIECES: [&[&str]; 3] = [
+    &["http:GET:", "/items/{id}"],
+    &["http:GET:", "/caf\u{e9} menu"],
+    &["", ""],
+];
+
+/// What a policy must have been told for [`SCOPE_PIECES`].
+fn scopes_as_given(throttle: &Throttle) -> Vec<(String, String)> {
+    ["http:GET:/items/{id}", "http:GET:/caf\u{e9} menu", ""]
+        .iter()
+        .map(|scope| ((*scope).to_owned(), throttle.key("c", scope)))
+        .collect()
+}
+
+#[test]
+fn the_synchronous_path_tells_the_policy_the_scope_as_given() {
+    let (throttle, seen) = recording_scopes();
     let backend = Flaky::new(Mode::Failing).in_place();
-    let throttle = Throttle::with_rate("api", rate("5/m")).on_error(policy);
-    // Pieces joined; one scope whose bytes the key escapes; one empty scope.
-    for pieces in [
-        &["http:GET:", "/items/{id}"][..],
-        &["http:GET:", "/caf\u{e9} menu"][..],
-        &["", ""][..],
-    ] {
+    for pieces in SCOPE_PIECES {
         let decided = throttle.try_hit_now_joined("c", pieces, 1, &backend);
         assert!(
             decided
@@ -1003,11 +1024,18 @@ fn the_synchronous_path_tells_the_policy_the_scope_as_given() {
                 .allowed
         );
     }
-    let expected: Vec<(String, String)> = ["http:GET:/items/{id}", "http:GET:/caf\u{e9} menu", ""]
-        .iter()
-        .map(|scope| ((*scope).to_owned(), throttle.key("c", scope)))
-        .collect();
-    assert_eq!(*seen.lock().expect("seen"), expected);
+    assert_eq!(*seen.lock().expect("seen"), scopes_as_given(&throttle));
+}
+
+#[tokio::test]
+async fn the_awaited_path_tells_the_policy_the_scope_as_given() {
+    let (throttle, seen) = recording_scopes();
+    let backend = Flaky::new(Mode::Failing);
+    for pieces in SCOPE_PIECES {
+        let decided = throttle.hit_client_joined("c", pieces, 1, &backend).await;
+        assert!(decided.expect("fail open").allowed);
+    }
+    assert_eq!(*seen.lock().expect("seen"), scopes_as_given(&throttle));
 }
 
 #[test]
