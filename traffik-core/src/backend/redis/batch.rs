@@ -39,7 +39,7 @@ use deadpool_redis::redis::{Cmd, Pipeline, RedisError, RedisResult, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::scripts::{EXTRA, Library, SCRIPTS};
+use super::scripts::{EXTRA, Library, LuaScript, SCRIPTS};
 use crate::clock::Micros;
 use crate::key::KeyText;
 
@@ -64,8 +64,8 @@ const CALL_ARGS: usize = 3 + EXTRA;
 /// its command ([`cmd`](Self::cmd)) there.
 #[derive(Clone, Debug)]
 pub(super) struct Call {
-    /// The function's name.
-    pub function: &'static str,
+    /// The script, whose function (`FCALL`) or code (`EVALSHA`, `EVAL`) is called.
+    pub script: &'static LuaScript,
     /// The key, namespace included.
     pub key: KeyText,
     /// What the backend's clock read, and its offset from the server's.
@@ -105,7 +105,7 @@ impl Call {
     /// Whether `other` calls the same function with the same arguments after its key
     /// (the decisions of one throttle, read on the server's clock).
     fn same_run(&self, other: &Self) -> bool {
-        self.function == other.function
+        std::ptr::eq(self.script, other.script)
             && self.clock == other.clock
             && self.numbers == other.numbers
     }
@@ -122,7 +122,7 @@ impl Work {
     /// The command that sends this work alone.
     pub fn into_cmd(self) -> Cmd {
         match self {
-            Work::Call(call) => call.cmd("FCALL", call.function),
+            Work::Call(call) => call.cmd("FCALL", &call.script.function),
             Work::Cmd(cmd) => cmd,
         }
     }
@@ -358,7 +358,7 @@ fn combined<'c>(calls: impl Iterator<Item = &'c Call> + Clone, library: &Library
         + keys
         + runs
             .iter()
-            .map(|(call, _)| call.function.len() + 16 + 20 * call.argc())
+            .map(|(call, _)| call.script.function.len() + 16 + 20 * call.argc())
             .sum::<usize>();
     let mut cmd = Cmd::with_capacity(args, size);
     cmd.arg("FCALL").arg(&library.batch).arg(count);
@@ -366,7 +366,7 @@ fn combined<'c>(calls: impl Iterator<Item = &'c Call> + Clone, library: &Library
         cmd.arg(call.key.as_str());
     }
     for (call, calls) in runs {
-        cmd.arg(call.function).arg(call.argc());
+        cmd.arg(&call.script.function).arg(call.argc());
         call.write_argv(&mut cmd);
         cmd.arg(calls);
     }
@@ -435,16 +435,21 @@ fn answer_all(replies: Vec<oneshot::Sender<Reply>>, error: &RedisError) {
 
 #[cfg(test)]
 mod tests {
-    use super::{Call, Work, combined, unpack};
+    use super::{Call, LuaScript, SCRIPTS, Work, combined, unpack};
     use crate::key::KeyText;
     use arrayvec::ArrayVec;
     use deadpool_redis::redis::{Arg, Cmd};
 
-    fn call(function: &'static str, key: &str, clock: Option<(u64, i64)>, numbers: &[u64]) -> Call {
+    fn call(
+        script: &'static LuaScript,
+        key: &str,
+        clock: Option<(u64, i64)>,
+        numbers: &[u64],
+    ) -> Call {
         let mut text = KeyText::new();
         text.push_str(key);
         Call {
-            function,
+            script,
             key: text,
             clock,
             numbers: numbers.iter().copied().collect::<ArrayVec<_, _>>(),
@@ -460,38 +465,33 @@ mod tests {
             .collect()
     }
 
+    fn texts(words: &[&str]) -> Vec<String> {
+        words.iter().map(|word| (*word).to_owned()).collect()
+    }
+
     #[test]
     fn a_call_alone_is_its_functions_fcall_and_as_a_script_the_same_arguments() {
-        let on_server = call("lib_fw", "ns:{a}", None, &[5, 60_000_000, 1]);
+        let (fw, gcra) = (&SCRIPTS.fixed_window, &SCRIPTS.gcra);
+        let on_server = call(fw, "ns:{a}", None, &[5, 60_000_000, 1]);
+        let argv = ["1", "ns:{a}", "", "", "5", "60000000", "1"];
+        let mut fcall = texts(&["FCALL", &fw.function]);
+        fcall.extend(texts(&argv));
+        assert_eq!(words(&Work::Call(on_server.clone()).into_cmd()), fcall);
+        let mut evalsha = texts(&["EVALSHA", &fw.sha]);
+        evalsha.extend(texts(&argv));
+        assert_eq!(words(&on_server.cmd("EVALSHA", &fw.sha)), evalsha);
+        let own_clock = call(gcra, "ns:{b}", Some((1_700_000_000_000_000, -42)), &[3]);
         assert_eq!(
-            words(&Work::Call(on_server.clone()).into_cmd()),
-            [
-                "FCALL", "lib_fw", "1", "ns:{a}", "", "", "5", "60000000", "1"
-            ]
-        );
-        assert_eq!(
-            words(&on_server.cmd("EVALSHA", "abc")),
-            [
-                "EVALSHA", "abc", "1", "ns:{a}", "", "", "5", "60000000", "1"
-            ]
-        );
-        let own_clock = call(
-            "lib_gcra",
-            "ns:{b}",
-            Some((1_700_000_000_000_000, -42)),
-            &[3],
-        );
-        assert_eq!(
-            words(&own_clock.cmd("FCALL", own_clock.function)),
-            [
+            words(&Work::Call(own_clock).into_cmd()),
+            texts(&[
                 "FCALL",
-                "lib_gcra",
+                &gcra.function,
                 "1",
                 "ns:{b}",
                 "1700000000000000",
                 "-42",
                 "3"
-            ]
+            ])
         );
     }
 
@@ -500,18 +500,19 @@ mod tests {
     /// arguments, how many calls.
     #[test]
     fn a_batch_call_holds_the_keys_then_each_run_of_calls_alike() {
-        let library = &super::SCRIPTS.library;
+        let library = &SCRIPTS.library;
+        let (fw, gcra) = (&SCRIPTS.fixed_window, &SCRIPTS.gcra);
         let calls = [
-            call("lib_fw", "{a}", None, &[5, 60, 1]),
-            call("lib_fw", "{b}", None, &[5, 60, 1]),
+            call(fw, "{a}", None, &[5, 60, 1]),
+            call(fw, "{b}", None, &[5, 60, 1]),
             // Another cost: another run.
-            call("lib_fw", "{c}", None, &[5, 60, 2]),
+            call(fw, "{c}", None, &[5, 60, 2]),
             // Another function with the same numbers: another run.
-            call("lib_gcra", "{d}", None, &[5, 60, 2]),
+            call(gcra, "{d}", None, &[5, 60, 2]),
             // The same again, read on a clock of the caller's: another run.
-            call("lib_gcra", "{e}", Some((7, 0)), &[5, 60, 2]),
+            call(gcra, "{e}", Some((7, 0)), &[5, 60, 2]),
         ];
-        let mut expected: Vec<String> = [
+        let mut expected = texts(&[
             "FCALL",
             &library.batch,
             "5",
@@ -520,16 +521,14 @@ mod tests {
             "{c}",
             "{d}",
             "{e}",
-        ]
-        .map(str::to_owned)
-        .to_vec();
+        ]);
         for run in [
-            &["lib_fw", "5", "", "", "5", "60", "1", "2"][..],
-            &["lib_fw", "5", "", "", "5", "60", "2", "1"],
-            &["lib_gcra", "5", "", "", "5", "60", "2", "1"],
-            &["lib_gcra", "5", "7", "0", "5", "60", "2", "1"],
+            [&fw.function, "5", "", "", "5", "60", "1", "2"],
+            [&fw.function, "5", "", "", "5", "60", "2", "1"],
+            [&gcra.function, "5", "", "", "5", "60", "2", "1"],
+            [&gcra.function, "5", "7", "0", "5", "60", "2", "1"],
         ] {
-            expected.extend(run.iter().map(|word| (*word).to_owned()));
+            expected.extend(texts(&run));
         }
         assert_eq!(words(&combined(calls.iter(), library)), expected);
     }

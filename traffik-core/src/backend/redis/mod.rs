@@ -530,13 +530,12 @@ impl RedisBackend {
     /// Not an `async fn`: a layer of future less in every decision's.
     fn eval_call<'a>(
         &'a self,
-        script: &'a LuaScript,
         call: &'a Call,
         deadline: Option<&'a Deadline>,
     ) -> impl Future<Output = Result<Vec<u8>>> + Send + 'a {
         let build = move |verb: &str, body: &str| call.cmd(verb, body);
         let queued = move || Work::Call(call.clone());
-        self.run_script(script, call.key.as_str(), deadline, build, queued)
+        self.run_script(call.script, call.key.as_str(), deadline, build, queued)
     }
 
     /// What [`eval`](Self::eval) and [`eval_call`](Self::eval_call) share: `script` on
@@ -738,7 +737,7 @@ impl RedisBackend {
         // A denial remembered in process was answered by `decide` before this future
         // was built.
         let full = self.full_key(key);
-        let (decision, full) = match self.plan(key, algorithm, rate) {
+        let decision = match self.plan(key, algorithm, rate) {
             // A built-in strategy: one script call (here rather than in a function of its
             // own, whose arguments the future would carry beside these).
             Some(plan) => {
@@ -746,28 +745,31 @@ impl RedisBackend {
                 numbers.extend([rate.limit(), rate.period_micros(), cost]);
                 numbers.extend(plan.extra[..plan.extra_len].iter().copied());
                 let call = Call {
-                    function: &plan.script.function,
+                    script: plan.script,
                     key: full,
                     clock: self.clock_arguments(),
                     numbers,
                 };
-                let reply: Vec<u8> = self
-                    .eval_call(plan.script, &call, deadline.as_ref())
-                    .await?;
-                (decision_from(&reply)?, call.key)
+                let reply: Vec<u8> = self.eval_call(&call, deadline.as_ref()).await?;
+                decision_from(&reply)?
             }
             // Boxed, as the peek above.
             None => {
                 let generic = self.decide_generic(key, algorithm, rate, cost);
-                (Box::pin(within(deadline.as_ref(), generic)).await?, full)
+                Box::pin(within(deadline.as_ref(), generic)).await?
             }
         };
         // Worked out after the wait, not carried through it.
         let fingerprint = algorithm.builtin().map(|b| (b, *rate));
         if let (Some(cache), Some(fingerprint)) = (&self.inner.denials, fingerprint) {
             if !decision.allowed {
-                let full = full.as_str().to_owned();
-                cache.record(full, fingerprint, cost, decision, self.local_now());
+                cache.record(
+                    key.to_owned(),
+                    fingerprint,
+                    cost,
+                    decision,
+                    self.local_now(),
+                );
             }
         }
         Ok(decision)
@@ -810,12 +812,7 @@ impl RedisBackend {
         {
             return None;
         }
-        cache.check(
-            &self.full_key(key),
-            (builtin, *rate),
-            cost,
-            self.local_now(),
-        )
+        cache.check(key, (builtin, *rate), cost, self.local_now())
     }
 
     async fn peek_async(
@@ -1146,7 +1143,9 @@ fn without_functions(error: &RedisError) -> bool {
     }
 }
 
-/// Denials remembered in process ([`RedisBackendBuilder::cache_denials`]).
+/// Denials remembered in process ([`RedisBackendBuilder::cache_denials`]), by key within
+/// the backend's namespace (one cache per backend: the namespace would only lengthen
+/// every key hashed).
 #[derive(Default)]
 struct DenialCache {
     map: DashMap<String, Denial, foldhash::fast::RandomState>,
