@@ -93,10 +93,7 @@ impl Call {
 
     /// The arguments that follow the key.
     fn write_argv(&self, cmd: &mut Cmd) {
-        match self.clock {
-            Some((now, offset)) => cmd.arg(now).arg(offset),
-            None => cmd.arg("").arg(""),
-        };
+        write_clock(cmd, self.clock);
         for number in &self.numbers {
             cmd.arg(*number);
         }
@@ -109,6 +106,15 @@ impl Call {
             && self.clock == other.clock
             && self.numbers == other.numbers
     }
+}
+
+/// A script call's clock arguments, the first after its key: a clock's reading and its
+/// offset from the server's, or two empty strings for the server's own clock.
+pub(super) fn write_clock(cmd: &mut Cmd, clock: Option<(Micros, i64)>) {
+    match clock {
+        Some((now, offset)) => cmd.arg(now).arg(offset),
+        None => cmd.arg("").arg(""),
+    };
 }
 
 /// What a batching task sends: a decision in parts, or any other command.

@@ -514,10 +514,7 @@ impl RedisBackend {
         let build = |verb: &str, body: &str| {
             let mut cmd = Cmd::with_capacity(8, verb.len() + body.len() + key.len() + 64);
             cmd.arg(verb).arg(body).arg(1).arg(key);
-            match self.clock_arguments() {
-                Some((now, offset)) => cmd.arg(now).arg(offset),
-                None => cmd.arg("").arg(""),
-            };
+            batch::write_clock(&mut cmd, self.clock_arguments());
             args(&mut cmd);
             cmd
         };
@@ -736,7 +733,6 @@ impl RedisBackend {
         }
         // A denial remembered in process was answered by `decide` before this future
         // was built.
-        let full = self.full_key(key);
         let decision = match self.plan(key, algorithm, rate) {
             // A built-in strategy: one script call (here rather than in a function of its
             // own, whose arguments the future would carry beside these).
@@ -746,7 +742,7 @@ impl RedisBackend {
                 numbers.extend(plan.extra[..plan.extra_len].iter().copied());
                 let call = Call {
                     script: plan.script,
-                    key: full,
+                    key: self.full_key(key),
                     clock: self.clock_arguments(),
                     numbers,
                 };
