@@ -22,13 +22,18 @@ fn escaped_in_component(byte: u8) -> bool {
     escaped_in_scope(byte) || byte == b':' || byte == b'{' || byte == b'}'
 }
 
+/// Whether `text` holds a byte that `escaped` picks. Every byte is tested, without
+/// stopping at the first hit: a loop without a branch per byte, cheaper for a short key
+/// than one that may stop early.
+fn needs_escaping(text: &str, escaped: impl Fn(u8) -> bool) -> bool {
+    text.bytes().fold(false, |any, byte| any | escaped(byte))
+}
+
 /// Appends `text` to `key`, percent-escaping the bytes `escaped` picks. Text with
 /// nothing to escape (IP addresses, ids, routes: nearly always) is copied at once.
 fn push_escaped(key: &mut KeyText, text: &str, escaped: impl Fn(u8) -> bool) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    // Every byte is tested, without stopping at the first hit: a loop without a branch
-    // per byte, cheaper for a short key than one that may stop early.
-    if !text.bytes().fold(false, |any, byte| any | escaped(byte)) {
+    if !needs_escaping(text, &escaped) {
         key.push_str(text);
         return;
     }
@@ -264,30 +269,84 @@ pub(crate) fn key_prefix(uid: &str) -> KeyText {
 
 /// [`throttle_key_text`] for a throttle whose [`key_prefix`] is `prefix`.
 pub(crate) fn throttle_key_after(prefix: &str, identity: &str, scope: &str) -> KeyText {
-    throttle_key_joined(prefix, identity, std::slice::from_ref(&scope)).0
+    let mut key = KeyText::new();
+    throttle_key_joined(&mut key, prefix, identity, std::slice::from_ref(&scope));
+    key
 }
 
-/// [`throttle_key_after`] for a scope given in pieces, joined as the key is written, and
-/// where the scope starts in the key.
+/// [`throttle_key_after`] for a scope given in pieces, joined as the key is written
+/// into `key` (emptied first); returns where the scope starts in the key.
 pub(crate) fn throttle_key_joined(
+    key: &mut KeyText,
     prefix: &str,
     identity: &str,
     scope: &[&str],
-) -> (KeyText, usize) {
-    let mut key = KeyText::new();
+) -> usize {
+    key.clear();
+    let scoped = scope.iter().any(|piece| !piece.is_empty());
+    if let Text::Inline(inline) = &mut key.text {
+        if let Some(start) = write_plain_key(inline, prefix, identity, scope, scoped) {
+            return start;
+        }
+    }
+    write_escaped_key(key, prefix, identity, scope, scoped)
+}
+
+/// [`throttle_key_joined`] for any key, escaping byte by byte where needed.
+fn write_escaped_key(
+    key: &mut KeyText,
+    prefix: &str,
+    identity: &str,
+    scope: &[&str],
+    scoped: bool,
+) -> usize {
     key.push_str(prefix);
-    push_escaped(&mut key, identity, escaped_in_component);
-    if scope.iter().all(|piece| piece.is_empty()) {
+    push_escaped(key, identity, escaped_in_component);
+    if !scoped {
         key.push_ascii(b'}');
-        let end = key.len();
-        return (key, end);
+        return key.len();
     }
     key.push_str("}:");
     let start = key.len();
     for piece in scope.iter().filter(|piece| !piece.is_empty()) {
-        push_escaped(&mut key, piece, escaped_in_scope);
+        push_escaped(key, piece, escaped_in_scope);
     }
-    (key, start)
+    start
+}
+
+/// [`throttle_key_joined`] into an empty inline buffer, for a key with nothing to escape
+/// that fits (nearly every key): each piece copied whole, the room checked once. `None`,
+/// having written nothing, for any other key.
+fn write_plain_key(
+    inline: &mut ArrayString<INLINE>,
+    prefix: &str,
+    identity: &str,
+    scope: &[&str],
+    scoped: bool,
+) -> Option<usize> {
+    let scope_len: usize = scope.iter().map(|piece| piece.len()).sum();
+    let len = prefix.len() + identity.len() + if scoped { 2 } else { 1 } + scope_len;
+    if len > inline.capacity()
+        || needs_escaping(identity, escaped_in_component)
+        || scope
+            .iter()
+            .any(|piece| needs_escaping(piece, escaped_in_scope))
+    {
+        return None;
+    }
+    // Every push below fits: the length was checked against the capacity.
+    inline.try_push_str(prefix).ok()?;
+    inline.try_push_str(identity).ok()?;
+    if !scoped {
+        inline.try_push(char::from(b'}')).ok()?;
+        return Some(inline.len());
+    }
+    inline.try_push_str("}:").ok()?;
+    let start = inline.len();
+    for piece in scope {
+        inline.try_push_str(piece).ok()?;
+    }
+    Some(start)
 }
 
 #[cfg(test)]
@@ -347,6 +406,28 @@ mod tests {
             }
         }
         out
+    }
+
+    proptest::proptest! {
+        /// The plain path writes what the escaping path writes, and starts the scope at
+        /// the same byte, for keys that take it (plain, short) and keys that do not.
+        #[test]
+        fn the_plain_path_writes_the_escaped_paths_key(
+            uid in "[a-z]{1,8}|\\PC{1,8}",
+            identity in "[0-9.]{0,15}|[0-9a-f:.{}% ]{0,16}|[a-z]{100,140}",
+            scope in proptest::collection::vec("[a-zA-Z:/]{0,12}|[a-z %{}]{0,6}", 0..4),
+        ) {
+            let prefix = key_prefix(&uid);
+            let pieces: Vec<&str> = scope.iter().map(String::as_str).collect();
+            let mut key = KeyText::new();
+            let start = throttle_key_joined(&mut key, &prefix, &identity, &pieces);
+            let mut expected = KeyText::new();
+            let scoped = pieces.iter().any(|piece| !piece.is_empty());
+            let expected_start =
+                write_escaped_key(&mut expected, &prefix, &identity, &pieces, scoped);
+            proptest::prop_assert_eq!(key.as_str(), expected.as_str());
+            proptest::prop_assert_eq!(start, expected_start);
+        }
     }
 
     proptest::proptest! {

@@ -10,7 +10,7 @@ use crate::backend::{Backend, BackendFuture, SharedBackend};
 use crate::clock::{Clock, SystemClock};
 use crate::decision::Decision;
 use crate::error::{Error, Result};
-use crate::key::{Identity, key_prefix, throttle_key, throttle_key_joined};
+use crate::key::{Identity, KeyText, key_prefix, throttle_key, throttle_key_joined};
 use crate::policy::{FailureContext, FailurePolicy, FailureVerdict};
 use crate::rate::Rate;
 use crate::strategy::{FixedWindow, Strategy};
@@ -432,7 +432,8 @@ impl Throttle {
         }
         let backend: &dyn Backend = self.backend.as_deref().unwrap_or(backend);
         // On the stack, held by this future: no allocation for a key of ordinary size.
-        let (key, scope_start) = throttle_key_joined(&self.key_prefix, id, scope);
+        let mut key = KeyText::new();
+        let scope_start = throttle_key_joined(&mut key, &self.key_prefix, id, scope);
         let key = key.as_str();
         let limit = self.decision_limit(backend);
         let decided = Self::bounded(
@@ -519,7 +520,8 @@ impl Throttle {
             return None;
         }
         let backend: &dyn Backend = self.backend.as_deref().unwrap_or(backend);
-        let (key, scope_start) = throttle_key_joined(&self.key_prefix, id, scope);
+        let mut key = KeyText::new();
+        let scope_start = throttle_key_joined(&mut key, &self.key_prefix, id, scope);
         let key = key.as_str();
         let decided = match self
             .strategy
