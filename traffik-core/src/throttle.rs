@@ -443,10 +443,10 @@ impl Throttle {
             self.strategy.hits_through_decide() && backend.bounds_decisions(),
         )
         .await;
-        let mut joined = String::new();
         let hit = Hit {
             id,
-            scope: scope_text(key, scope_start, scope, &mut joined),
+            scope,
+            scope_start,
             key,
             cost,
             backend,
@@ -535,10 +535,10 @@ impl Throttle {
                 backend.namespace()
             ))),
         };
-        let mut joined = String::new();
         let hit = Hit {
             id,
-            scope: scope_text(key, scope_start, scope, &mut joined),
+            scope,
+            scope_start,
             key,
             cost,
             backend,
@@ -547,23 +547,26 @@ impl Throttle {
     }
 
     /// What a decided (or failed) hit comes to: the failure policy for a backend failure,
-    /// the minimum wait, shadow mode, and the log lines.
+    /// the minimum wait, shadow mode, and the log lines. An admitted hit returns at once:
+    /// the scope is joined as text only for the policy and the logs.
     fn conclude(&self, decided: Result<Decision>, hit: &Hit<'_>) -> Result<Decision> {
         let Hit {
             id,
-            scope,
             key,
             cost,
             backend,
+            ..
         } = *hit;
+        let mut joined = String::new();
         let decision = match decided {
+            Ok(decision) if decision.allowed => return Ok(decision),
             Ok(decision) => decision,
             Err(error) if error.is_backend_failure() => {
                 let failure = FailureContext {
                     error: &error,
                     uid: &self.uid,
                     identity: id,
-                    scope,
+                    scope: hit.scope_text(&mut joined),
                     key,
                     cost,
                     namespace: backend.namespace(),
@@ -584,7 +587,7 @@ impl Throttle {
             tracing::info!(
                 uid = %self.uid,
                 identity = id,
-                scope,
+                scope = hit.scope_text(&mut joined),
                 key,
                 wait_ms = decision.wait.as_millis() as u64,
                 source = ?decision.source,
@@ -595,7 +598,7 @@ impl Throttle {
         tracing::debug!(
             uid = %self.uid,
             identity = id,
-            scope,
+            scope = hit.scope_text(&mut joined),
             wait_ms = decision.wait.as_millis() as u64,
             source = ?decision.source,
             "request throttled"
@@ -724,24 +727,29 @@ impl fmt::Debug for Throttle {
     }
 }
 
-/// The scope of a hit as text: as `key` holds it from `start`, unless a byte of it had to
-/// be escaped there; otherwise its pieces joined into `joined` (an allocation only then).
-fn scope_text<'a>(key: &'a str, start: usize, scope: &[&str], joined: &'a mut String) -> &'a str {
-    match key.get(start..) {
-        Some(text) if text.len() == scope.iter().map(|piece| piece.len()).sum() => text,
-        _ => {
-            *joined = scope.concat();
-            joined
-        }
-    }
-}
-
 /// One hit being decided: what the failure policy and the logs are told.
 #[derive(Clone, Copy)]
 struct Hit<'a> {
     id: &'a str,
-    scope: &'a str,
+    /// The scope, in the pieces the caller gave, joined in order.
+    scope: &'a [&'a str],
+    /// Where the scope starts in `key`.
+    scope_start: usize,
     key: &'a str,
     cost: u64,
     backend: &'a dyn Backend,
+}
+
+impl Hit<'_> {
+    /// The scope as text: as the key holds it, unless a byte of it had to be escaped
+    /// there; otherwise its pieces joined into `joined` (an allocation only then).
+    fn scope_text<'s>(&'s self, joined: &'s mut String) -> &'s str {
+        match self.key.get(self.scope_start..) {
+            Some(text) if text.len() == self.scope.iter().map(|piece| piece.len()).sum() => text,
+            _ => {
+                *joined = self.scope.concat();
+                joined
+            }
+        }
+    }
 }
