@@ -12,33 +12,60 @@ use arrayvec::ArrayString;
 
 /// Bytes no store accepts raw: control characters, space, DEL, `%` (the escape itself)
 /// and every non-ASCII byte. Escaped in the scope.
-fn escaped_in_scope(byte: u8) -> bool {
+const fn escaped_in_scope(byte: u8) -> bool {
     byte <= b' ' || byte >= 0x7F || byte == b'%'
 }
 
 /// The scope's set plus the key's structure: `:`, `{` and `}`. Escaped in the uid and
 /// identity.
-fn escaped_in_component(byte: u8) -> bool {
+const fn escaped_in_component(byte: u8) -> bool {
     escaped_in_scope(byte) || byte == b':' || byte == b'{' || byte == b'}'
 }
 
-/// Whether `text` holds a byte that `escaped` picks. Every byte is tested, without
+/// Which bytes a set escapes, one entry per byte value: a load per byte instead of the
+/// set's comparisons.
+type EscapeTable = [bool; 256];
+
+/// [`escaped_in_scope`] as a table.
+static SCOPE_ESCAPES: EscapeTable = escape_table(false);
+
+/// [`escaped_in_component`] as a table.
+static COMPONENT_ESCAPES: EscapeTable = escape_table(true);
+
+/// The table of [`escaped_in_component`] if `component`, else of [`escaped_in_scope`].
+const fn escape_table(component: bool) -> EscapeTable {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < table.len() {
+        let value = byte as u8;
+        table[byte] = if component {
+            escaped_in_component(value)
+        } else {
+            escaped_in_scope(value)
+        };
+        byte += 1;
+    }
+    table
+}
+
+/// Whether `text` holds a byte that `escapes` marks. Every byte is looked up, without
 /// stopping at the first hit: a loop without a branch per byte, cheaper for a short key
 /// than one that may stop early.
-fn needs_escaping(text: &str, escaped: impl Fn(u8) -> bool) -> bool {
-    text.bytes().fold(false, |any, byte| any | escaped(byte))
+fn needs_escaping(text: &str, escapes: &EscapeTable) -> bool {
+    text.bytes()
+        .fold(false, |any, byte| any | escapes[usize::from(byte)])
 }
 
 /// Appends `text` to `key`, percent-escaping the bytes `escaped` picks. Text with
 /// nothing to escape (IP addresses, ids, routes: nearly always) is copied at once.
-fn push_escaped(key: &mut KeyText, text: &str, escaped: impl Fn(u8) -> bool) {
+fn push_escaped(key: &mut KeyText, text: &str, escapes: &EscapeTable) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    if !needs_escaping(text, &escaped) {
+    if !needs_escaping(text, escapes) {
         key.push_str(text);
         return;
     }
     for byte in text.bytes() {
-        if escaped(byte) {
+        if escapes[usize::from(byte)] {
             key.push_ascii(b'%');
             key.push_ascii(HEX[usize::from(byte >> 4)]);
             key.push_ascii(HEX[usize::from(byte & 0xF)]);
@@ -262,7 +289,7 @@ pub fn throttle_key_text(uid: &str, identity: &str, scope: &str) -> KeyText {
 pub(crate) fn key_prefix(uid: &str) -> KeyText {
     let mut prefix = KeyText::new();
     prefix.push_ascii(b'{');
-    push_escaped(&mut prefix, uid, escaped_in_component);
+    push_escaped(&mut prefix, uid, &COMPONENT_ESCAPES);
     prefix.push_ascii(b':');
     prefix
 }
@@ -301,7 +328,7 @@ fn write_escaped_key(
     scoped: bool,
 ) -> usize {
     key.push_str(prefix);
-    push_escaped(key, identity, escaped_in_component);
+    push_escaped(key, identity, &COMPONENT_ESCAPES);
     if !scoped {
         key.push_ascii(b'}');
         return key.len();
@@ -309,7 +336,7 @@ fn write_escaped_key(
     key.push_str("}:");
     let start = key.len();
     for piece in scope.iter().filter(|piece| !piece.is_empty()) {
-        push_escaped(key, piece, escaped_in_scope);
+        push_escaped(key, piece, &SCOPE_ESCAPES);
     }
     start
 }
@@ -327,10 +354,10 @@ fn write_plain_key(
     let scope_len: usize = scope.iter().map(|piece| piece.len()).sum();
     let len = prefix.len() + identity.len() + if scoped { 2 } else { 1 } + scope_len;
     if len > inline.capacity()
-        || needs_escaping(identity, escaped_in_component)
+        || needs_escaping(identity, &COMPONENT_ESCAPES)
         || scope
             .iter()
-            .any(|piece| needs_escaping(piece, escaped_in_scope))
+            .any(|piece| needs_escaping(piece, &SCOPE_ESCAPES))
     {
         return None;
     }
