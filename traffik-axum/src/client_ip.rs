@@ -72,6 +72,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use traffik_core::key::KeyText;
 
+use crate::header_lookup::{Occurrence, occurrence};
 use crate::ip_text::{parse_ipv4, write_ipv4};
 
 /// `X-Forwarded-For`, named once (a name given as text is parsed on every lookup).
@@ -539,18 +540,18 @@ impl ClientIpConfig {
                 let lines = headers.get_all(FORWARDED).into_iter().rev();
                 self.walk(peer, RevEntries::new(lines, true), forwarded_for)
             }
-            ProxyHeader::XForwardedFor => {
-                let lines = headers.get_all(X_FORWARDED_FOR);
-                let mut each = lines.iter();
-                if let (Some(line), None) = (each.next(), each.next()) {
-                    if let Some(found) = lone_address(line) {
-                        return Some(found);
-                    }
+            ProxyHeader::XForwardedFor => match occurrence(headers, &X_FORWARDED_FOR) {
+                Occurrence::Absent => None,
+                Occurrence::Once(line) => match lone_address(line) {
+                    Some(found) => return Some(found),
+                    None => self.walk_x_forwarded_for(peer, &headers.get_all(X_FORWARDED_FOR)),
+                },
+                Occurrence::Repeated => {
+                    self.walk_x_forwarded_for(peer, &headers.get_all(X_FORWARDED_FOR))
                 }
-                self.walk_x_forwarded_for(peer, &lines)
-            }
-            ProxyHeader::XRealIp => single_ip(peer, headers.get_all(X_REAL_IP).into_iter()),
-            ProxyHeader::SingleIp(name) => single_ip(peer, headers.get_all(name).into_iter()),
+            },
+            ProxyHeader::XRealIp => single_ip(peer, occurrence(headers, &X_REAL_IP)),
+            ProxyHeader::SingleIp(name) => single_ip(peer, occurrence(headers, name)),
         };
         ip.map(Found::ip)
     }
@@ -644,12 +645,15 @@ impl Found<'_> {
 
 /// A header of one address set by the proxy: the address, or `peer` if the header is
 /// malformed or appears more than once; `None` if absent or empty.
-fn single_ip<'a>(peer: IpAddr, mut lines: impl Iterator<Item = &'a HeaderValue>) -> Option<IpAddr> {
-    let first = lines.next()?;
-    if lines.next().is_some() {
-        tracing::trace!("single-address proxy header appears more than once; ignored");
-        return Some(peer);
-    }
+fn single_ip(peer: IpAddr, header: Occurrence<'_>) -> Option<IpAddr> {
+    let first = match header {
+        Occurrence::Absent => return None,
+        Occurrence::Once(line) => line,
+        Occurrence::Repeated => {
+            tracing::trace!("single-address proxy header appears more than once; ignored");
+            return Some(peer);
+        }
+    };
     let value = trim_ows(first.as_bytes());
     if value.is_empty() {
         return None;

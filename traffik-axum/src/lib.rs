@@ -34,6 +34,7 @@ pub mod client_ip;
 mod denial_response;
 mod enforce;
 mod extract;
+mod header_lookup;
 pub mod headers;
 mod http_throttle;
 mod ip_text;
