@@ -540,16 +540,18 @@ impl ClientIpConfig {
                 let lines = headers.get_all(FORWARDED).into_iter().rev();
                 self.walk(peer, RevEntries::new(lines, true), forwarded_for)
             }
-            ProxyHeader::XForwardedFor => match occurrence(headers, &X_FORWARDED_FOR) {
-                Occurrence::Absent => None,
-                Occurrence::Once(line) => match lone_address(line) {
-                    Some(found) => return Some(found),
-                    None => self.walk_x_forwarded_for(peer, &headers.get_all(X_FORWARDED_FOR)),
-                },
-                Occurrence::Repeated => {
-                    self.walk_x_forwarded_for(peer, &headers.get_all(X_FORWARDED_FOR))
+            ProxyHeader::XForwardedFor => {
+                match occurrence(headers, &X_FORWARDED_FOR) {
+                    Occurrence::Absent => return None,
+                    Occurrence::Once(line) => {
+                        if let Some(found) = lone_address(line) {
+                            return Some(found);
+                        }
+                    }
+                    Occurrence::Repeated => {}
                 }
-            },
+                self.walk_x_forwarded_for(peer, &headers.get_all(X_FORWARDED_FOR))
+            }
             ProxyHeader::XRealIp => single_ip(peer, occurrence(headers, &X_REAL_IP)),
             ProxyHeader::SingleIp(name) => single_ip(peer, occurrence(headers, name)),
         };

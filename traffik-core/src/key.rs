@@ -56,7 +56,7 @@ fn needs_escaping(text: &str, escapes: &EscapeTable) -> bool {
         .fold(false, |any, byte| any | escapes[usize::from(byte)])
 }
 
-/// Appends `text` to `key`, percent-escaping the bytes `escaped` picks. Text with
+/// Appends `text` to `key`, percent-escaping the bytes `escapes` marks. Text with
 /// nothing to escape (IP addresses, ids, routes: nearly always) is copied at once.
 fn push_escaped(key: &mut KeyText, text: &str, escapes: &EscapeTable) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
