@@ -127,6 +127,14 @@ mod tests {
         )
     }
 
+    /// A throttle `uid` of "5/10s": its rate, its policy field and an empty store of kept
+    /// denials.
+    fn kept_for(uid: &str) -> (Rate, PolicyField, RenderedDenials) {
+        let rate: Rate = "5/10s".parse().unwrap_or_else(|e| panic!("{e}"));
+        let field = PolicyField::new(uid, &rate);
+        (rate, field, RenderedDenials::default())
+    }
+
     async fn parts(response: Response) -> (http::StatusCode, HeaderMap, Bytes) {
         let (parts, body) = response.into_parts();
         let body = axum::body::to_bytes(body, usize::MAX)
@@ -138,9 +146,7 @@ mod tests {
     /// Every denial, kept parts or not, answers exactly what rendering it afresh answers.
     #[tokio::test]
     async fn denial_responses_are_those_rendered_afresh() {
-        let rate: Rate = "5/10s".parse().unwrap_or_else(|e| panic!("{e}"));
-        let field = PolicyField::new("api key", &rate);
-        let kept = RenderedDenials::default();
+        let (rate, field, kept) = kept_for("api key");
         let decisions = [
             (denied(0, 1_500), HeaderPolicy::OnThrottled),
             (denied(0, 1_200), HeaderPolicy::OnThrottled),
@@ -166,9 +172,7 @@ mod tests {
     /// anything else does not.
     #[tokio::test]
     async fn denial_parts_are_reused_only_for_the_same_answer() {
-        let rate: Rate = "5/10s".parse().unwrap_or_else(|e| panic!("{e}"));
-        let field = PolicyField::new("api", &rate);
-        let kept = RenderedDenials::default();
+        let (rate, field, kept) = kept_for("api");
         let ratelimit = |response: &Response| {
             let value = &response.headers()["ratelimit"];
             (value.as_bytes().as_ptr(), value.clone())
@@ -196,9 +200,7 @@ mod tests {
     /// keeps its headers (the error-handling example) must not send the old length.
     #[test]
     fn a_kept_denial_states_no_length() {
-        let rate: Rate = "5/10s".parse().unwrap_or_else(|e| panic!("{e}"));
-        let field = PolicyField::new("api", &rate);
-        let kept = RenderedDenials::default();
+        let (rate, field, kept) = kept_for("api");
         for _ in 0..2 {
             let response = kept.response(
                 "api",
@@ -218,9 +220,7 @@ mod tests {
     /// A clone (a throttle rebuilt by a builder method) starts with nothing kept.
     #[test]
     fn denial_parts_are_not_cloned() {
-        let rate: Rate = "5/10s".parse().unwrap_or_else(|e| panic!("{e}"));
-        let kept = RenderedDenials::default();
-        let field = PolicyField::new("api", &rate);
+        let (rate, field, kept) = kept_for("api");
         let _ = kept.response(
             "api",
             &rate,
