@@ -11,36 +11,51 @@ use std::net::Ipv4Addr;
 /// and nothing else. `None` for anything else, an IPv6 address included.
 ///
 /// The standard parser tries IPv4 and then IPv6 through a general reader; one address
-/// in a proxy header, on every request, is read here in one pass over its bytes.
+/// in a proxy header, on every request, is read here octet by octet, in one pass.
 pub(crate) fn parse_ipv4(bytes: &[u8]) -> Option<Ipv4Addr> {
-    let mut octets = [0u8; 4];
-    let mut index = 0;
-    let mut value: u16 = 0;
-    let mut digits = 0;
-    for &byte in bytes {
-        match byte {
-            b'0'..=b'9' => {
-                // A second digit after a leading zero: rejected, as std does.
-                if digits == 3 || (digits > 0 && value == 0) {
-                    return None;
-                }
-                value = value * 10 + u16::from(byte - b'0');
-                digits += 1;
-            }
-            b'.' if digits > 0 && index < 3 => {
-                octets[index] = u8::try_from(value).ok()?;
-                index += 1;
-                value = 0;
-                digits = 0;
-            }
-            _ => return None,
-        }
-    }
-    if index != 3 || digits == 0 {
+    // Shorter than "0.0.0.0" or longer than "255.255.255.255": not an address.
+    if !(7..=15).contains(&bytes.len()) {
         return None;
     }
-    octets[3] = u8::try_from(value).ok()?;
-    Some(Ipv4Addr::from(octets))
+    let mut octets = [0u8; 4];
+    let mut at = 0;
+    for (index, octet) in octets.iter_mut().enumerate() {
+        if index > 0 {
+            if bytes.get(at) != Some(&b'.') {
+                return None;
+            }
+            at += 1;
+        }
+        let (value, digits) = read_octet(&bytes[at..])?;
+        *octet = value;
+        at += digits;
+    }
+    (at == bytes.len()).then(|| Ipv4Addr::from(octets))
+}
+
+/// The decimal octet `bytes` starts with and how many digits it took: one to three
+/// digits, no leading zero before another digit, at most 255. A fourth digit is left
+/// for the caller, which then finds no `.` (or no end) where it expects one.
+fn read_octet(bytes: &[u8]) -> Option<(u8, usize)> {
+    let digit = |at: usize| {
+        bytes
+            .get(at)
+            .map(|byte| byte.wrapping_sub(b'0'))
+            .filter(|value| *value < 10)
+    };
+    let first = digit(0)?;
+    let Some(second) = digit(1) else {
+        return Some((first, 1));
+    };
+    // "01": a leading zero, rejected as std does.
+    if first == 0 {
+        return None;
+    }
+    let Some(third) = digit(2) else {
+        return Some((first * 10 + second, 2));
+    };
+    let value = u16::from(first) * 100 + u16::from(second) * 10 + u16::from(third);
+    Some((u8::try_from(value).ok()?, 3))
 }
 
 /// Writes `ip` as `Ipv4Addr`'s `Display` does, built in place and written in one call.
@@ -98,6 +113,18 @@ mod tests {
             "",
             "+1.2.3.4",
             "1.2.3.4\0",
+            "1.2.3.4.",
+            "1.2.3.44.",
+            "100.200.300.4",
+            "1.2.3.2555",
+            "255.255.255.2555",
+            "1.2.3.25x",
+            "1.2..34",
+            "0.0.0.00",
+            "099.1.1.1",
+            "1234.1.1.1",
+            "1.2.3.4.5.6.7.8",
+            "１.2.3.4",
         ] {
             assert_eq!(
                 parse_ipv4(text.as_bytes()),
