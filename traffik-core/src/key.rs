@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use arrayvec::ArrayString;
+use crate::inline_text::InlineText;
 
 /// Bytes no store accepts raw: control characters, space, DEL, `%` (the escape itself)
 /// and every non-ASCII byte. Escaped in the scope.
@@ -100,7 +100,7 @@ const INLINE: usize = 128;
 
 #[derive(Clone)]
 enum Text {
-    Inline(ArrayString<INLINE>),
+    Inline(InlineText<INLINE>),
     /// Past [`INLINE`] bytes.
     Heap(String),
 }
@@ -108,7 +108,7 @@ enum Text {
 impl Default for KeyText {
     fn default() -> Self {
         Self {
-            text: Text::Inline(ArrayString::new()),
+            text: Text::Inline(InlineText::new()),
         }
     }
 }
@@ -126,9 +126,9 @@ impl KeyText {
     pub fn push_str(&mut self, text: &str) {
         match &mut self.text {
             Text::Inline(inline) => {
-                if inline.try_push_str(text).is_err() {
+                if !inline.try_push_str(text) {
                     let mut heap = String::with_capacity(2 * (inline.len() + text.len()));
-                    heap.push_str(inline);
+                    heap.push_str(inline.as_str());
                     heap.push_str(text);
                     self.text = Text::Heap(heap);
                 }
@@ -140,16 +140,16 @@ impl KeyText {
     /// Appends one ASCII byte (a byte above 0x7F is written as U+FFFD, so the text stays
     /// UTF-8).
     pub fn push_ascii(&mut self, byte: u8) {
+        if let Text::Inline(inline) = &mut self.text {
+            if inline.try_push_ascii(byte) {
+                return;
+            }
+        }
         let ch = if byte.is_ascii() {
             char::from(byte)
         } else {
             char::REPLACEMENT_CHARACTER
         };
-        if let Text::Inline(inline) = &mut self.text {
-            if inline.try_push(ch).is_ok() {
-                return;
-            }
-        }
         self.push_str(ch.encode_utf8(&mut [0; 4]));
     }
 
@@ -164,7 +164,7 @@ impl KeyText {
     /// The text.
     pub fn as_str(&self) -> &str {
         match &self.text {
-            Text::Inline(inline) => inline,
+            Text::Inline(inline) => inline.as_str(),
             Text::Heap(heap) => heap,
         }
     }
@@ -342,38 +342,30 @@ fn write_escaped_key(
 }
 
 /// [`throttle_key_joined`] into an empty inline buffer, for a key with nothing to escape
-/// that fits (nearly every key): each piece copied whole, the room checked once. `None`,
-/// having written nothing, for any other key.
+/// that fits (nearly every key): each piece copied and checked in one pass. `None`, the
+/// buffer left empty, for any other key.
 fn write_plain_key(
-    inline: &mut ArrayString<INLINE>,
+    inline: &mut InlineText<INLINE>,
     prefix: &str,
     identity: &str,
     scope: &[&str],
     scoped: bool,
 ) -> Option<usize> {
-    let scope_len: usize = scope.iter().map(|piece| piece.len()).sum();
-    let len = prefix.len() + identity.len() + if scoped { 2 } else { 1 } + scope_len;
-    if len > inline.capacity()
-        || needs_escaping(identity, &COMPONENT_ESCAPES)
-        || scope
-            .iter()
-            .any(|piece| needs_escaping(piece, &SCOPE_ESCAPES))
-    {
-        return None;
-    }
-    // Every push below fits: the length was checked against the capacity.
-    inline.try_push_str(prefix).ok()?;
-    inline.try_push_str(identity).ok()?;
-    if !scoped {
-        inline.try_push(char::from(b'}')).ok()?;
-        return Some(inline.len());
-    }
-    inline.try_push_str("}:").ok()?;
-    let start = inline.len();
-    for piece in scope {
-        inline.try_push_str(piece).ok()?;
-    }
-    Some(start)
+    inline.fill(|key| {
+        // The prefix was escaped when the throttle was built.
+        key.push_str(prefix)?;
+        let mut escaped = key.push_str_marked(identity, &COMPONENT_ESCAPES)?;
+        if !scoped {
+            key.push_str("}")?;
+            return (!escaped).then(|| key.len());
+        }
+        key.push_str("}:")?;
+        let start = key.len();
+        for piece in scope {
+            escaped |= key.push_str_marked(piece, &SCOPE_ESCAPES)?;
+        }
+        (!escaped).then_some(start)
+    })
 }
 
 #[cfg(test)]

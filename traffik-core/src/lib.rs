@@ -22,6 +22,7 @@ pub mod backend;
 pub mod clock;
 pub mod decision;
 pub mod error;
+mod inline_text;
 pub mod key;
 pub mod policy;
 pub mod rate;

@@ -1,0 +1,164 @@
+//! A fixed buffer of UTF-8 text in place: what a [`KeyText`](crate::key::KeyText) holds
+//! until it outgrows it. Unlike a general string type it lets the key writer fill its
+//! bytes directly, copying and checking a piece in one pass, and then take the filled
+//! bytes as text without reading them again.
+
+/// Up to `N` bytes of UTF-8 text, on the stack.
+#[derive(Clone)]
+pub(crate) struct InlineText<const N: usize> {
+    bytes: [u8; N],
+    /// How many of `bytes` hold the text. `bytes[..len]` is always UTF-8: every write
+    /// appends whole `&str`s or ASCII bytes (see [`fill`](Self::fill)).
+    len: usize,
+}
+
+impl<const N: usize> InlineText<N> {
+    /// Empty text.
+    pub(crate) const fn new() -> Self {
+        Self {
+            bytes: [0; N],
+            len: 0,
+        }
+    }
+
+    /// The text.
+    pub(crate) fn as_str(&self) -> &str {
+        // SAFETY: `bytes[..len]` is UTF-8: `try_push_str` appends a whole `&str`,
+        // `try_push_ascii` one ASCII byte, and `fill` keeps the same rule (its writer
+        // appends whole `&str`s, and what it reports as written ends at a piece's end).
+        unsafe { std::str::from_utf8_unchecked(&self.bytes[..self.len]) }
+    }
+
+    /// Length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Empties the text.
+    pub(crate) fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Appends `text`; `false`, appending nothing, when it does not fit.
+    pub(crate) fn try_push_str(&mut self, text: &str) -> bool {
+        match self.bytes.get_mut(self.len..self.len + text.len()) {
+            Some(room) => {
+                room.copy_from_slice(text.as_bytes());
+                self.len += text.len();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Appends one ASCII byte; `false`, appending nothing, when it does not fit or is not
+    /// ASCII.
+    pub(crate) fn try_push_ascii(&mut self, byte: u8) -> bool {
+        match self.bytes.get_mut(self.len) {
+            Some(slot) if byte.is_ascii() => {
+                *slot = byte;
+                self.len += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Replaces the text with what `write` appends through a [`Filler`]: kept if `write`
+    /// returns `Some`, the text left empty if it returns `None`.
+    pub(crate) fn fill<R>(
+        &mut self,
+        write: impl FnOnce(&mut Filler<'_, N>) -> Option<R>,
+    ) -> Option<R> {
+        let mut filler = Filler {
+            bytes: &mut self.bytes,
+            len: 0,
+        };
+        let out = write(&mut filler);
+        self.len = if out.is_some() { filler.len } else { 0 };
+        out
+    }
+}
+
+impl<const N: usize> Default for InlineText<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Appends whole `&str`s to an [`InlineText`]'s bytes: the only writes it offers, so
+/// what it has written is always UTF-8.
+pub(crate) struct Filler<'a, const N: usize> {
+    bytes: &'a mut [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> Filler<'_, N> {
+    /// Bytes written so far.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Appends `text`; `None`, appending nothing, when it does not fit.
+    pub(crate) fn push_str(&mut self, text: &str) -> Option<()> {
+        let room = self.bytes.get_mut(self.len..self.len + text.len())?;
+        room.copy_from_slice(text.as_bytes());
+        self.len += text.len();
+        Some(())
+    }
+
+    /// Appends `text` and tells whether any of its bytes is marked in `marks`: one pass
+    /// that copies and looks each byte up. `None`, appending nothing, when it does not fit.
+    pub(crate) fn push_str_marked(&mut self, text: &str, marks: &[bool; 256]) -> Option<bool> {
+        let room = self.bytes.get_mut(self.len..self.len + text.len())?;
+        let mut marked = false;
+        for (slot, &byte) in room.iter_mut().zip(text.as_bytes()) {
+            *slot = byte;
+            marked |= marks[usize::from(byte)];
+        }
+        self.len += text.len();
+        Some(marked)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appends_what_fits_and_nothing_else() {
+        let mut text = InlineText::<8>::new();
+        assert!(text.try_push_str("abc"));
+        assert!(text.try_push_ascii(b'-'));
+        assert!(!text.try_push_ascii(0xC3));
+        assert!(!text.try_push_str("12345"));
+        assert_eq!(text.as_str(), "abc-");
+        assert!(text.try_push_str("éé"));
+        assert_eq!(text.as_str(), "abc-éé");
+        assert!(!text.try_push_ascii(b'x'));
+        assert_eq!(text.len(), 8);
+        text.clear();
+        assert_eq!(text.as_str(), "");
+    }
+
+    #[test]
+    fn a_fill_is_kept_whole_or_not_at_all() {
+        let mut marks = [false; 256];
+        marks[usize::from(b' ')] = true;
+        let mut text = InlineText::<8>::new();
+        let kept = text.fill(|filler| {
+            filler.push_str("ab")?;
+            let marked = filler.push_str_marked("c d", &marks)?;
+            Some((marked, filler.len()))
+        });
+        assert_eq!(kept, Some((true, 5)));
+        assert_eq!(text.as_str(), "abc d");
+        // Past the room: nothing of it is kept, not even what was written first.
+        let refused = text.fill(|filler| {
+            filler.push_str("abcd")?;
+            filler.push_str_marked("efghi", &marks)
+        });
+        assert_eq!(refused, None);
+        assert_eq!(text.as_str(), "");
+    }
+}
