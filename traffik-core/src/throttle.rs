@@ -547,9 +547,21 @@ impl Throttle {
     }
 
     /// What a decided (or failed) hit comes to: the failure policy for a backend failure,
-    /// the minimum wait, shadow mode, and the log lines. An admitted hit returns at once:
-    /// the scope is joined as text only for the policy and the logs.
+    /// the minimum wait, shadow mode, and the log lines. An admitted hit returns at once,
+    /// inline in the caller (which then need not gather `hit` at all); the rest is
+    /// [`conclude_refused`](Self::conclude_refused).
+    #[inline]
     fn conclude(&self, decided: Result<Decision>, hit: &Hit<'_>) -> Result<Decision> {
+        match decided {
+            Ok(decision) if decision.allowed => Ok(decision),
+            refused => self.conclude_refused(refused, hit),
+        }
+    }
+
+    /// [`conclude`](Self::conclude) for a denied or failed hit. The scope is joined as
+    /// text only for the policy and the logs.
+    #[inline(never)]
+    fn conclude_refused(&self, decided: Result<Decision>, hit: &Hit<'_>) -> Result<Decision> {
         let Hit {
             id,
             key,
@@ -559,7 +571,6 @@ impl Throttle {
         } = *hit;
         let mut joined = String::new();
         let decision = match decided {
-            Ok(decision) if decision.allowed => return Ok(decision),
             Ok(decision) => decision,
             Err(error) if error.is_backend_failure() => {
                 let failure = FailureContext {
