@@ -223,11 +223,28 @@ fn cost_of(throttle: &HttpThrottle, parts: &Parts) -> u64 {
 }
 
 /// What a decision comes to: the decision if the request may proceed, else the
-/// rejection (429, or the error's answer).
+/// rejection (429, or the error's answer). Inline, so that an admitted decision is written
+/// straight into the caller's result; the rest is [`judge_refused`].
 // The rejection holds the response itself, as `enforce_in_scope`'s does; boxing it would
 // allocate once more per denial.
 #[allow(clippy::result_large_err)]
+#[inline]
 fn judge(
+    throttle: &HttpThrottle,
+    parts: &Parts,
+    traffik: &Traffik,
+    decided: traffik_core::Result<Decision>,
+) -> Result<Decision, ThrottleRejection> {
+    match decided {
+        Ok(decision) if decision.allowed => Ok(decision),
+        refused => judge_refused(throttle, parts, traffik, refused),
+    }
+}
+
+/// [`judge`] for a denied or failed decision.
+#[allow(clippy::result_large_err)]
+#[inline(never)]
+fn judge_refused(
     throttle: &HttpThrottle,
     parts: &Parts,
     traffik: &Traffik,

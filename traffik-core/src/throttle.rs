@@ -443,15 +443,14 @@ impl Throttle {
             self.strategy.hits_through_decide() && backend.bounds_decisions(),
         )
         .await;
-        let hit = Hit {
+        self.conclude(decided, || Hit {
             id,
             scope,
             scope_start,
             key,
             cost,
             backend,
-        };
-        self.conclude(decided, &hit)
+        })
     }
 
     /// Whether a decision on `backend` (or on the throttle's own backend) completes in
@@ -535,26 +534,29 @@ impl Throttle {
                 backend.namespace()
             ))),
         };
-        let hit = Hit {
+        Some(self.conclude(decided, || Hit {
             id,
             scope,
             scope_start,
             key,
             cost,
             backend,
-        };
-        Some(self.conclude(decided, &hit))
+        }))
     }
 
     /// What a decided (or failed) hit comes to: the failure policy for a backend failure,
     /// the minimum wait, shadow mode, and the log lines. An admitted hit returns at once,
-    /// inline in the caller (which then need not gather `hit` at all); the rest is
+    /// inline in the caller, without gathering the hit's context (`hit`); the rest is
     /// [`conclude_refused`](Self::conclude_refused).
     #[inline]
-    fn conclude(&self, decided: Result<Decision>, hit: &Hit<'_>) -> Result<Decision> {
+    fn conclude<'a>(
+        &self,
+        decided: Result<Decision>,
+        hit: impl FnOnce() -> Hit<'a>,
+    ) -> Result<Decision> {
         match decided {
             Ok(decision) if decision.allowed => Ok(decision),
-            refused => self.conclude_refused(refused, hit),
+            refused => self.conclude_refused(refused, &hit()),
         }
     }
 
