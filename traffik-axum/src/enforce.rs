@@ -99,8 +99,9 @@ pub(crate) async fn enforce_in_scope(
     scope: &str,
 ) -> Result<Decision, ThrottleRejection> {
     match enforce_now(throttle, parts, traffik, || [scope]) {
-        Some(judged) => judged,
-        None => Box::pin(enforce_awaited(throttle, parts, traffik, &[scope])).await,
+        Now::Judged(judged) => judged,
+        Now::Awaiting(decided) => decided.await,
+        Now::Untried => Box::pin(enforce_awaited(throttle, parts, traffik, &[scope])).await,
     }
 }
 
@@ -138,36 +139,68 @@ async fn enforce_awaited(
     judge(throttle, parts, traffik, decided)
 }
 
+/// What [`enforce_now`] came to.
+pub(crate) enum Now<'a> {
+    /// Judged in one synchronous step.
+    Judged(Result<Decision, ThrottleRejection>),
+    /// The backend must be awaited: this future finishes the decision with the key and
+    /// the identity already worked out (boxed, as [`enforce_awaited`] is, and for the
+    /// same reason).
+    Awaiting(BoxFuture<'a, Result<Decision, ThrottleRejection>>),
+    /// Nothing done: an asynchronous identifier, or a backend that never answers without
+    /// I/O. [`enforce_awaited`] does it all.
+    Untried,
+}
+
 /// [`enforce_in_scope`] in one synchronous step, when the client is identified without
-/// awaiting (the default identifier or a synchronous one) and the backend decides in
-/// place ([`Throttle::try_hit_now`](traffik_core::Throttle::try_hit_now)): the in-memory
-/// path, with no future and no allocation. `None`, having done nothing, otherwise.
+/// awaiting (the default identifier or a synchronous one) and the backend answers without
+/// I/O ([`Throttle::try_hit_at_once_joined`](traffik_core::Throttle::try_hit_at_once_joined)):
+/// the in-memory path, with no future and no allocation, and a denial the Redis backend's
+/// denial cache remembers. When such a backend must be asked after all, the future that
+/// asks it. [`Now::Untried`], having done nothing, for any other identifier or backend.
 /// `scope` gives the scope's pieces, joined in the key; it is called only when the
-/// backend decides in place.
-pub(crate) fn enforce_now<'s, const PIECES: usize>(
-    throttle: &HttpThrottle,
-    parts: &'s Parts,
-    traffik: &Traffik,
-    scope: impl FnOnce() -> [&'s str; PIECES],
-) -> Option<Result<Decision, ThrottleRejection>> {
+/// backend may answer at once.
+pub(crate) fn enforce_now<'a, const PIECES: usize>(
+    throttle: &'a HttpThrottle,
+    parts: &'a Parts,
+    traffik: &'a Traffik,
+    scope: impl FnOnce() -> [&'a str; PIECES],
+) -> Now<'a> {
     let backend: &dyn Backend = select_backend(throttle, parts, traffik).as_ref();
-    if !throttle.throttle().decides_in_place(backend) {
-        return None;
+    let core = throttle.throttle();
+    let in_place = core.decides_in_place(backend);
+    if !in_place && !core.may_decide_at_once(backend) {
+        return Now::Untried;
     }
     let scope = scope();
     let mut address = KeyText::new();
-    let id = match identify_now(throttle, parts, traffik, &mut address)? {
-        Ok(Some(id)) => id,
-        Ok(None) => return Some(Ok(Decision::unlimited())),
-        Err(rejection) => return Some(Err(rejection)),
+    let id = match identify_now(throttle, parts, traffik, &mut address) {
+        Some(Ok(Some(id))) => id,
+        Some(Ok(None)) => return Now::Judged(Ok(Decision::unlimited())),
+        Some(Err(rejection)) => return Now::Judged(Err(rejection)),
+        None => return Now::Untried,
     };
-    let decided = throttle.throttle().try_hit_now_joined(
-        id.as_str(),
-        &scope,
-        cost_of(throttle, parts),
-        backend,
-    )?;
-    Some(judge(throttle, parts, traffik, decided))
+    let cost = cost_of(throttle, parts);
+    if in_place {
+        return match core.try_hit_now_joined(id.as_str(), &scope, cost, backend) {
+            Some(decided) => Now::Judged(judge(throttle, parts, traffik, decided)),
+            None => Now::Untried,
+        };
+    }
+    let mut key = KeyText::new();
+    if let Some(decided) = core.try_hit_at_once_joined(id.as_str(), &scope, cost, backend, &mut key)
+    {
+        return Now::Judged(judge(throttle, parts, traffik, decided));
+    }
+    // The identity may live in `address`, on this stack: the future keeps its own copy.
+    let mut id_text = KeyText::new();
+    id_text.push_str(id.as_str());
+    Now::Awaiting(Box::pin(async move {
+        let decided = core
+            .hit_client_keyed(id_text.as_str(), &scope, cost, backend, &mut key)
+            .await;
+        judge(throttle, parts, traffik, decided)
+    }))
 }
 
 /// A client's identity as a key names it.
@@ -261,11 +294,11 @@ fn judge_refused(
 }
 
 /// [`enforce_now`] for one HTTP request in its route's scope (built on the stack).
-pub(crate) fn enforce_http_now(
-    throttle: &HttpThrottle,
-    parts: &Parts,
-    traffik: &Traffik,
-) -> Option<Result<Decision, ThrottleRejection>> {
+pub(crate) fn enforce_http_now<'a>(
+    throttle: &'a HttpThrottle,
+    parts: &'a Parts,
+    traffik: &'a Traffik,
+) -> Now<'a> {
     enforce_now(throttle, parts, traffik, || http_scope_pieces(parts))
 }
 

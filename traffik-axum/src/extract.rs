@@ -10,6 +10,7 @@ use axum::response::{IntoResponseParts, ResponseParts};
 use http::request::Parts;
 use traffik_core::Decision;
 
+use crate::enforce::Now;
 use crate::headers::HeaderPolicy;
 use crate::http_throttle::HttpThrottle;
 use crate::rejection::ThrottleRejection;
@@ -88,12 +89,14 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let traffik = Traffik::from_ref(state);
         let throttle = T::http_throttle(state);
-        // In memory, decided in one synchronous step, before any future is built;
-        // otherwise awaited.
-        let decided_now = crate::enforce::enforce_http_now(&throttle, parts, &traffik);
-        let decision = match decided_now {
-            Some(judged) => judged?,
-            None => crate::enforce::enforce_http_awaited(&throttle, parts, &traffik).await?,
+        // In memory (or from a denial cache), decided in one synchronous step, before any
+        // future is built; otherwise awaited.
+        let decision = match crate::enforce::enforce_http_now(&throttle, parts, &traffik) {
+            Now::Judged(judged) => judged?,
+            Now::Awaiting(decided) => decided.await?,
+            Now::Untried => {
+                crate::enforce::enforce_http_awaited(&throttle, parts, &traffik).await?
+            }
         };
         let headers = throttle.inner().headers.unwrap_or(traffik.header_policy());
         Ok(Self {

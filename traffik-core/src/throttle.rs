@@ -430,11 +430,59 @@ impl Throttle {
         if !self.limits(id) {
             return Ok(Decision::unlimited());
         }
-        let backend: &dyn Backend = self.backend.as_deref().unwrap_or(backend);
         // On the stack, held by this future: no allocation for a key of ordinary size.
         let mut key = KeyText::new();
-        let scope_start = throttle_key_joined(&mut key, &self.key_prefix, id, scope);
-        let key = key.as_str();
+        throttle_key_joined(&mut key, &self.key_prefix, id, scope);
+        self.hit_key(id, scope, key.as_str(), cost, backend).await
+    }
+
+    /// [`hit_client_joined`](Throttle::hit_client_joined) with the key that
+    /// [`try_hit_at_once_joined`](Throttle::try_hit_at_once_joined) wrote into `key` when
+    /// it could not decide at once, so that it is not written twice; an empty `key` is
+    /// written here first.
+    ///
+    /// ```
+    /// use traffik_core::key::KeyText;
+    /// use traffik_core::{InMemoryBackend, Throttle};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let throttle = Throttle::new("api", "1/m")?;
+    /// let backend = InMemoryBackend::new("app");
+    /// let mut key = KeyText::new();
+    /// let decided = throttle.hit_client_keyed("10.0.0.1", &["http:GET:", "/"], 1, &backend, &mut key);
+    /// assert!(decided.await?.allowed);
+    /// assert_eq!(key.as_str(), "{api:10.0.0.1}:http:GET:/");
+    /// # Ok::<(), traffik_core::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn hit_client_keyed(
+        &self,
+        id: &str,
+        scope: &[&str],
+        cost: u64,
+        backend: &dyn Backend,
+        key: &mut KeyText,
+    ) -> Result<Decision> {
+        if !self.limits(id) {
+            return Ok(Decision::unlimited());
+        }
+        if key.is_empty() {
+            throttle_key_joined(key, &self.key_prefix, id, scope);
+        }
+        self.hit_key(id, scope, key.as_str(), cost, backend).await
+    }
+
+    /// The decision for `key`, the key of `id` in `scope`, awaited within the throttle's
+    /// limit.
+    async fn hit_key(
+        &self,
+        id: &str,
+        scope: &[&str],
+        key: &str,
+        cost: u64,
+        backend: &dyn Backend,
+    ) -> Result<Decision> {
+        let backend: &dyn Backend = self.backend.as_deref().unwrap_or(backend);
         let limit = self.decision_limit(backend);
         let decided = Self::bounded(
             self.strategy
@@ -446,7 +494,6 @@ impl Throttle {
         self.conclude(decided, || Hit {
             id,
             scope,
-            scope_start,
             key,
             cost,
             backend,
@@ -520,7 +567,7 @@ impl Throttle {
         }
         let backend: &dyn Backend = self.backend.as_deref().unwrap_or(backend);
         let mut key = KeyText::new();
-        let scope_start = throttle_key_joined(&mut key, &self.key_prefix, id, scope);
+        throttle_key_joined(&mut key, &self.key_prefix, id, scope);
         let key = key.as_str();
         let decided = match self
             .strategy
@@ -537,7 +584,65 @@ impl Throttle {
         Some(self.conclude(decided, || Hit {
             id,
             scope,
-            scope_start,
+            key,
+            cost,
+            backend,
+        }))
+    }
+
+    /// Whether [`try_hit_at_once_joined`](Throttle::try_hit_at_once_joined) may decide at
+    /// once on `backend` (or on the throttle's own backend): it
+    /// [decides in place](Throttle::decides_in_place), or it may answer some decisions
+    /// without I/O ([`Backend::may_decide_at_once`]: the Redis backend's denial cache).
+    pub fn may_decide_at_once(&self, backend: &dyn Backend) -> bool {
+        let backend: &dyn Backend = self.backend.as_deref().unwrap_or(backend);
+        self.strategy.hits_through_decide()
+            && (backend.decides_in_place() || backend.may_decide_at_once())
+    }
+
+    /// [`try_hit_now_joined`](Throttle::try_hit_now_joined) for any backend: the decision
+    /// when it comes without awaiting (always in memory; on Redis, a denial its denial
+    /// cache remembers). `None` otherwise, with the key written into `key` when it was
+    /// needed to ask: hand `key` to
+    /// [`hit_client_keyed`](Throttle::hit_client_keyed) to await the decision without
+    /// writing the key again.
+    ///
+    /// ```
+    /// use traffik_core::key::KeyText;
+    /// use traffik_core::{InMemoryBackend, Throttle};
+    ///
+    /// # fn main() -> traffik_core::Result<()> {
+    /// let throttle = Throttle::new("api", "1/m")?;
+    /// let backend = InMemoryBackend::new("app");
+    /// let mut key = KeyText::new();
+    /// let first = throttle.try_hit_at_once_joined("10.0.0.1", &["http:GET:", "/"], 1, &backend, &mut key);
+    /// assert!(first.expect("in memory: decided at once")?.allowed);
+    /// # Ok(()) }
+    /// ```
+    pub fn try_hit_at_once_joined(
+        &self,
+        id: &str,
+        scope: &[&str],
+        cost: u64,
+        backend: &dyn Backend,
+        key: &mut KeyText,
+    ) -> Option<Result<Decision>> {
+        if !self.limits(id) {
+            return Some(Ok(Decision::unlimited()));
+        }
+        if self.decides_in_place(backend) {
+            return self.try_hit_now_joined(id, scope, cost, backend);
+        }
+        if !self.may_decide_at_once(backend) {
+            return None;
+        }
+        let backend: &dyn Backend = self.backend.as_deref().unwrap_or(backend);
+        throttle_key_joined(key, &self.key_prefix, id, scope);
+        let key = key.as_str();
+        let decided = self.strategy.hit_at_once(key, &self.rate, cost, backend)?;
+        Some(self.conclude(decided, || Hit {
+            id,
+            scope,
             key,
             cost,
             backend,
@@ -746,8 +851,6 @@ struct Hit<'a> {
     id: &'a str,
     /// The scope, in the pieces the caller gave, joined in order.
     scope: &'a [&'a str],
-    /// Where the scope starts in `key`.
-    scope_start: usize,
     key: &'a str,
     cost: u64,
     backend: &'a dyn Backend,
@@ -757,7 +860,10 @@ impl Hit<'_> {
     /// The scope as text: as the key holds it, unless a byte of it had to be escaped
     /// there; otherwise its pieces joined into `joined` (an allocation only then).
     fn scope_text<'s>(&'s self, joined: &'s mut String) -> &'s str {
-        match self.key.get(self.scope_start..) {
+        // The key's hash tag ends at its first `}` (the uid and the identity have theirs
+        // escaped), and the scope starts after the `:` that follows.
+        let start = self.key.find('}').map_or(self.key.len(), |end| end + 2);
+        match self.key.get(start..) {
             Some(text) if text.len() == self.scope.iter().map(|piece| piece.len()).sum() => text,
             _ => {
                 *joined = self.scope.concat();

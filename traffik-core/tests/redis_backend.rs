@@ -12,9 +12,10 @@ use std::time::Duration;
 use deadpool_redis::redis;
 use redis_support::raw;
 use traffik_core::backend::Pipelined;
+use traffik_core::key::KeyText;
 use traffik_core::{
     Algorithm, Backend, Error, FixedWindow, Gcra, InMemoryBackend, LeakyBucketWithQueue,
-    LockOptions, ManualClock, Rate, RedisBackend, SlidingWindowCounter, SlidingWindowLog,
+    LockOptions, ManualClock, Rate, RedisBackend, SlidingWindowCounter, SlidingWindowLog, Throttle,
     TokenBucket,
 };
 
@@ -385,6 +386,72 @@ async fn cached_denials_skip_redis_until_they_end() {
             .allowed
     );
     b.reset().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttle_answers_a_cached_denial_without_awaiting() {
+    if redis_support::skip() {
+        return;
+    }
+    let clock = ManualClock::new(START);
+    let cached = RedisBackend::builder(namespace("at-once"))
+        .url(redis_support::url())
+        .clock(clock.clone())
+        .cache_denials(true)
+        .build()
+        .unwrap();
+    let uncached = manual(&namespace("at-once"), &clock);
+    let throttle = Throttle::new("api", "2/m").unwrap();
+    let scope = ["http:GET:", "/items"];
+    assert!(throttle.may_decide_at_once(&cached));
+    assert!(!throttle.may_decide_at_once(&uncached));
+    for backend in [&cached, &uncached] {
+        // Nothing remembered yet: not decided at once, and the key is left written for
+        // the awaited decision, which does not write it again.
+        for _ in 0..2 {
+            let mut key = KeyText::new();
+            let at_once = throttle.try_hit_at_once_joined("10.0.0.1", &scope, 1, backend, &mut key);
+            assert!(at_once.is_none());
+            if backend.may_decide_at_once() {
+                assert_eq!(key.as_str(), "{api:10.0.0.1}:http:GET:/items");
+            } else {
+                assert!(key.is_empty());
+            }
+            let decided = throttle
+                .hit_client_keyed("10.0.0.1", &scope, 1, backend, &mut key)
+                .await
+                .unwrap();
+            assert!(decided.allowed);
+        }
+        let mut key = KeyText::new();
+        let denied = throttle
+            .hit_client_keyed("10.0.0.1", &scope, 1, backend, &mut key)
+            .await
+            .unwrap();
+        assert!(!denied.allowed);
+        // The denial is remembered by the caching backend only: answered at once there,
+        // with the wait that has passed taken off.
+        clock.advance(Duration::from_secs(1));
+        let mut key = KeyText::new();
+        let again = throttle.try_hit_at_once_joined("10.0.0.1", &scope, 1, backend, &mut key);
+        if backend.may_decide_at_once() {
+            let again = again
+                .expect("a remembered denial is answered at once")
+                .unwrap();
+            assert!(!again.allowed);
+            assert_eq!(again.wait, denied.wait - Duration::from_secs(1));
+            // Another client is not.
+            let mut other = KeyText::new();
+            assert!(
+                throttle
+                    .try_hit_at_once_joined("10.0.0.2", &scope, 1, backend, &mut other)
+                    .is_none()
+            );
+        } else {
+            assert!(again.is_none());
+        }
+        backend.reset().await.unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -95,6 +95,34 @@ pub trait Backend: Send + Sync + Debug + 'static {
         false
     }
 
+    /// Whether [`decide_at_once`](Backend::decide_at_once) may answer some decisions, on a
+    /// backend that does not [decide in place](Backend::decides_in_place): a throttle then
+    /// asks it first ([`Throttle::try_hit_at_once_joined`](crate::Throttle::try_hit_at_once_joined)).
+    /// The Redis backend says `true` when it caches denials (`RedisBackendBuilder::cache_denials`).
+    ///
+    /// The default is `false`.
+    fn may_decide_at_once(&self) -> bool {
+        false
+    }
+
+    /// The decision [`decide`](Backend::decide) would give, when this backend knows it
+    /// without I/O (the Redis backend: a denial its denial cache remembers); `None` when
+    /// only `decide` can tell. Asked only when
+    /// [`may_decide_at_once`](Backend::may_decide_at_once) says `true`; it must not change
+    /// any state that `decide` would not.
+    ///
+    /// The default is `None`.
+    fn decide_at_once(
+        &self,
+        key: &str,
+        algorithm: &dyn Algorithm,
+        rate: &Rate,
+        cost: u64,
+    ) -> Option<Result<Decision>> {
+        let _ = (key, algorithm, rate, cost);
+        None
+    }
+
     /// What a throttle without a failure policy of its own answers when this backend
     /// fails ([`Throttle::on_error`](crate::Throttle::on_error) overrides it). Default:
     /// [`FailurePolicy::Raise`].
@@ -269,6 +297,18 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
     }
     fn decides_in_place(&self) -> bool {
         (**self).decides_in_place()
+    }
+    fn may_decide_at_once(&self) -> bool {
+        (**self).may_decide_at_once()
+    }
+    fn decide_at_once(
+        &self,
+        key: &str,
+        algorithm: &dyn Algorithm,
+        rate: &Rate,
+        cost: u64,
+    ) -> Option<Result<Decision>> {
+        (**self).decide_at_once(key, algorithm, rate, cost)
     }
     fn bounds_decisions(&self) -> bool {
         (**self).bounds_decisions()

@@ -284,6 +284,20 @@ pub trait Strategy: Send + Sync + Debug + 'static {
         backend: &'a dyn Backend,
     ) -> BackendFuture<'a, Result<Decision>>;
 
+    /// [`hit`](Strategy::hit) when `backend` can answer it without I/O
+    /// ([`Backend::decide_at_once`]); `None` otherwise, having changed nothing. The
+    /// default is `None`; an [`Algorithm`] asks the backend.
+    fn hit_at_once(
+        &self,
+        key: &str,
+        rate: &Rate,
+        cost: u64,
+        backend: &dyn Backend,
+    ) -> Option<Result<Decision>> {
+        let _ = (key, rate, cost, backend);
+        None
+    }
+
     /// The largest cost this strategy can ever admit at once under `rate`, when known.
     /// A throttle uses it to reject an impossible cost at start-up.
     fn capacity(&self, _rate: &Rate) -> Option<u64> {
@@ -330,6 +344,16 @@ impl<A: Algorithm> Strategy for A {
         limit: Duration,
     ) -> BackendFuture<'a, Result<Decision>> {
         backend.decide_within(key, self, rate, cost, limit)
+    }
+
+    fn hit_at_once(
+        &self,
+        key: &str,
+        rate: &Rate,
+        cost: u64,
+        backend: &dyn Backend,
+    ) -> Option<Result<Decision>> {
+        backend.decide_at_once(key, self, rate, cost)
     }
 
     fn stat<'a>(

@@ -1263,6 +1263,20 @@ impl Backend for RedisBackend {
         true
     }
 
+    fn may_decide_at_once(&self) -> bool {
+        self.inner.denials.is_some()
+    }
+
+    fn decide_at_once(
+        &self,
+        key: &str,
+        algorithm: &dyn Algorithm,
+        rate: &Rate,
+        cost: u64,
+    ) -> Option<Result<Decision>> {
+        self.cached_denial(key, algorithm, rate, cost).map(Ok)
+    }
+
     fn failure_policy(&self) -> FailurePolicy {
         self.inner.on_error.clone()
     }
