@@ -132,9 +132,16 @@ async fn enforce_awaited(
         return Ok(Decision::unlimited());
     };
     let backend: &dyn Backend = select_backend(throttle, parts, traffik).as_ref();
+    let mut key = KeyText::new();
     let decided = throttle
         .throttle()
-        .hit_client_joined(id.as_str(), scope, cost_of(throttle, parts), backend)
+        .hit_client_keyed(
+            id.as_str(),
+            scope,
+            cost_of(throttle, parts),
+            backend,
+            &mut key,
+        )
         .await;
     judge(throttle, parts, traffik, decided)
 }

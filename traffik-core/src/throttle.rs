@@ -427,19 +427,17 @@ impl Throttle {
         cost: u64,
         backend: &dyn Backend,
     ) -> Result<Decision> {
-        if !self.limits(id) {
-            return Ok(Decision::unlimited());
-        }
         // On the stack, held by this future: no allocation for a key of ordinary size.
         let mut key = KeyText::new();
-        throttle_key_joined(&mut key, &self.key_prefix, id, scope);
-        self.hit_key(id, scope, key.as_str(), cost, backend).await
+        self.hit_client_keyed(id, scope, cost, backend, &mut key)
+            .await
     }
 
     /// [`hit_client_joined`](Throttle::hit_client_joined) with the key that
     /// [`try_hit_at_once_joined`](Throttle::try_hit_at_once_joined) wrote into `key` when
     /// it could not decide at once, so that it is not written twice; an empty `key` is
-    /// written here first.
+    /// written here first. A caller that keeps `key` in its own future (as the axum
+    /// extractor's awaited path does) also spares the future a level of nesting.
     ///
     /// ```
     /// use traffik_core::key::KeyText;
@@ -469,19 +467,7 @@ impl Throttle {
         if key.is_empty() {
             throttle_key_joined(key, &self.key_prefix, id, scope);
         }
-        self.hit_key(id, scope, key.as_str(), cost, backend).await
-    }
-
-    /// The decision for `key`, the key of `id` in `scope`, awaited within the throttle's
-    /// limit.
-    async fn hit_key(
-        &self,
-        id: &str,
-        scope: &[&str],
-        key: &str,
-        cost: u64,
-        backend: &dyn Backend,
-    ) -> Result<Decision> {
+        let key = key.as_str();
         let backend: &dyn Backend = self.backend.as_deref().unwrap_or(backend);
         let limit = self.decision_limit(backend);
         let decided = Self::bounded(
