@@ -436,8 +436,10 @@ impl Throttle {
     /// [`hit_client_joined`](Throttle::hit_client_joined) with the key that
     /// [`try_hit_at_once_joined`](Throttle::try_hit_at_once_joined) wrote into `key` when
     /// it could not decide at once, so that it is not written twice; an empty `key` is
-    /// written here first. A caller that keeps `key` in its own future (as the axum
-    /// extractor's awaited path does) also spares the future a level of nesting.
+    /// written here first. A `key` that is not empty is taken as written for this `id`
+    /// and `scope`: it is what the decision is stored under. A caller that keeps `key` in
+    /// its own future (as the axum extractor's awaited path does) also spares the future a
+    /// level of nesting.
     ///
     /// ```
     /// use traffik_core::key::KeyText;
