@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -20,32 +19,12 @@ use http::StatusCode;
 use traffik::RedisBackend;
 use traffik::prelude::*;
 
-use common::{TestServer, client};
+use common::{TestServer, client, redis_reachable, redis_url};
 
 /// The start of a minute: a fixed window of one minute starts there.
 const T0: u64 = 1_700_000_040_000_000;
 
 throttle!(TwoPerMinute = HttpThrottle::new("cached", "2/m"));
-
-fn redis_url() -> String {
-    std::env::var("TRAFFIK_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
-}
-
-fn redis_reachable() -> bool {
-    let reachable = std::net::TcpStream::connect_timeout(
-        &SocketAddr::from(([127, 0, 0, 1], 6379)),
-        Duration::from_secs(1),
-    )
-    .is_ok();
-    if !reachable {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "redis not reachable on 127.0.0.1:6379 (CI is set: the Redis tests must run)"
-        );
-        tracing::warn!("redis not reachable on 127.0.0.1:6379: test skipped");
-    }
-    reachable
-}
 
 /// A backend with the denial cache, in a namespace of its own, on a manual clock (so that
 /// a window boundary cannot fall inside the test).

@@ -7,35 +7,22 @@
 
 #![cfg(feature = "redis")]
 
+mod common;
+
 #[allow(dead_code)]
 #[path = "../examples/redis.rs"]
 mod redis_example;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use traffik::RedisBackend;
 use traffik::prelude::*;
 
+use common::{redis_reachable, redis_url};
+
 const CHILD: &str = "TRAFFIK_CHILD_NAMESPACE";
-
-fn redis_url() -> String {
-    std::env::var("TRAFFIK_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
-}
-
-fn redis_reachable() -> bool {
-    let reachable = std::net::TcpStream::connect_timeout(
-        &SocketAddr::from(([127, 0, 0, 1], 6379)),
-        Duration::from_secs(1),
-    )
-    .is_ok();
-    if !reachable && std::env::var_os("CI").is_some() {
-        panic!("redis not reachable on 127.0.0.1:6379 (CI is set: the Redis tests must run)");
-    }
-    reachable
-}
 
 /// The child's side: serve the example's app until stdin closes.
 #[test]

@@ -160,3 +160,23 @@ pub async fn admitted_before_429(
     }
     panic!("{url}: no 429 after {max} requests");
 }
+
+/// The Redis the tests share: `TRAFFIK_REDIS_URL`, else the local server on its default
+/// port.
+pub fn redis_url() -> String {
+    std::env::var("TRAFFIK_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
+}
+
+/// Whether the shared Redis answers on 127.0.0.1:6379. When `CI` is set a missing Redis
+/// fails the test instead: the Redis tests must run there.
+pub fn redis_reachable() -> bool {
+    let reachable = std::net::TcpStream::connect_timeout(
+        &SocketAddr::from(([127, 0, 0, 1], 6379)),
+        Duration::from_secs(1),
+    )
+    .is_ok();
+    if !reachable && std::env::var_os("CI").is_some() {
+        panic!("redis not reachable on 127.0.0.1:6379 (CI is set: the Redis tests must run)");
+    }
+    reachable
+}
