@@ -94,11 +94,6 @@ pub(crate) struct Filler<'a, const N: usize> {
 }
 
 impl<const N: usize> Filler<'_, N> {
-    /// Bytes written so far.
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
     /// Appends `text`; `None`, appending nothing, when it does not fit.
     pub(crate) fn push_str(&mut self, text: &str) -> Option<()> {
         let room = self.bytes.get_mut(self.len..self.len + text.len())?;
@@ -148,10 +143,9 @@ mod tests {
         let mut text = InlineText::<8>::new();
         let kept = text.fill(|filler| {
             filler.push_str("ab")?;
-            let marked = filler.push_str_marked("c d", &marks)?;
-            Some((marked, filler.len()))
+            filler.push_str_marked("c d", &marks)
         });
-        assert_eq!(kept, Some((true, 5)));
+        assert_eq!(kept, Some(true));
         assert_eq!(text.as_str(), "abc d");
         // Past the room: nothing of it is kept, not even what was written first.
         let refused = text.fill(|filler| {

@@ -302,21 +302,24 @@ pub(crate) fn throttle_key_after(prefix: &str, identity: &str, scope: &str) -> K
 }
 
 /// [`throttle_key_after`] for a scope given in pieces, joined as the key is written
-/// into `key` (emptied first); returns where the scope starts in the key.
-pub(crate) fn throttle_key_joined(
-    key: &mut KeyText,
-    prefix: &str,
-    identity: &str,
-    scope: &[&str],
-) -> usize {
+/// into `key` (emptied first).
+pub(crate) fn throttle_key_joined(key: &mut KeyText, prefix: &str, identity: &str, scope: &[&str]) {
     key.clear();
     let scoped = scope.iter().any(|piece| !piece.is_empty());
     if let Text::Inline(inline) = &mut key.text {
-        if let Some(start) = write_plain_key(inline, prefix, identity, scope, scoped) {
-            return start;
+        if write_plain_key(inline, prefix, identity, scope, scoped) {
+            return;
         }
     }
-    write_escaped_key(key, prefix, identity, scope, scoped)
+    write_escaped_key(key, prefix, identity, scope, scoped);
+}
+
+/// Where the scope starts in a key [`throttle_key_joined`] wrote: after the `}:` that
+/// closes its hash tag (the first `}`: the uid and the identity have theirs escaped). The
+/// key's length for a key without a scope.
+pub(crate) fn scope_start(key: &str) -> usize {
+    key.find('}')
+        .map_or(key.len(), |end| (end + 2).min(key.len()))
 }
 
 /// [`throttle_key_joined`] for any key, escaping byte by byte where needed.
@@ -326,23 +329,21 @@ fn write_escaped_key(
     identity: &str,
     scope: &[&str],
     scoped: bool,
-) -> usize {
+) {
     key.push_str(prefix);
     push_escaped(key, identity, &COMPONENT_ESCAPES);
     if !scoped {
         key.push_ascii(b'}');
-        return key.len();
+        return;
     }
     key.push_str("}:");
-    let start = key.len();
     for piece in scope.iter().filter(|piece| !piece.is_empty()) {
         push_escaped(key, piece, &SCOPE_ESCAPES);
     }
-    start
 }
 
 /// [`throttle_key_joined`] into an empty inline buffer, for a key with nothing to escape
-/// that fits (nearly every key): each piece copied and checked in one pass. `None`, the
+/// that fits (nearly every key): each piece copied and checked in one pass. `false`, the
 /// buffer left empty, for any other key.
 fn write_plain_key(
     inline: &mut InlineText<INLINE>,
@@ -350,22 +351,23 @@ fn write_plain_key(
     identity: &str,
     scope: &[&str],
     scoped: bool,
-) -> Option<usize> {
-    inline.fill(|key| {
-        // The prefix was escaped when the throttle was built.
-        key.push_str(prefix)?;
-        let mut escaped = key.push_str_marked(identity, &COMPONENT_ESCAPES)?;
-        if !scoped {
-            key.push_str("}")?;
-            return (!escaped).then(|| key.len());
-        }
-        key.push_str("}:")?;
-        let start = key.len();
-        for piece in scope {
-            escaped |= key.push_str_marked(piece, &SCOPE_ESCAPES)?;
-        }
-        (!escaped).then_some(start)
-    })
+) -> bool {
+    inline
+        .fill(|key| {
+            // The prefix was escaped when the throttle was built.
+            key.push_str(prefix)?;
+            let mut escaped = key.push_str_marked(identity, &COMPONENT_ESCAPES)?;
+            if !scoped {
+                key.push_str("}")?;
+                return (!escaped).then_some(());
+            }
+            key.push_str("}:")?;
+            for piece in scope {
+                escaped |= key.push_str_marked(piece, &SCOPE_ESCAPES)?;
+            }
+            (!escaped).then_some(())
+        })
+        .is_some()
 }
 
 #[cfg(test)]
@@ -428,8 +430,8 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// The plain path writes what the escaping path writes, and starts the scope at
-        /// the same byte, for keys that take it (plain, short) and keys that do not.
+        /// The plain path writes what the escaping path writes, for keys that take it
+        /// (plain, short) and keys that do not; the scope is found where it was written.
         #[test]
         fn the_plain_path_writes_the_escaped_paths_key(
             uid in "[a-z]{1,8}|\\PC{1,8}",
@@ -439,13 +441,16 @@ mod tests {
             let prefix = key_prefix(&uid);
             let pieces: Vec<&str> = scope.iter().map(String::as_str).collect();
             let mut key = KeyText::new();
-            let start = throttle_key_joined(&mut key, &prefix, &identity, &pieces);
+            throttle_key_joined(&mut key, &prefix, &identity, &pieces);
             let mut expected = KeyText::new();
             let scoped = pieces.iter().any(|piece| !piece.is_empty());
-            let expected_start =
-                write_escaped_key(&mut expected, &prefix, &identity, &pieces, scoped);
+            write_escaped_key(&mut expected, &prefix, &identity, &pieces, scoped);
             proptest::prop_assert_eq!(key.as_str(), expected.as_str());
-            proptest::prop_assert_eq!(start, expected_start);
+            let mut scope_text = KeyText::new();
+            for piece in &pieces {
+                push_escaped(&mut scope_text, piece, &SCOPE_ESCAPES);
+            }
+            proptest::prop_assert_eq!(&key.as_str()[scope_start(&key)..], scope_text.as_str());
         }
     }
 

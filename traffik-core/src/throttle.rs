@@ -10,7 +10,7 @@ use crate::backend::{Backend, BackendFuture, SharedBackend};
 use crate::clock::{Clock, SystemClock};
 use crate::decision::Decision;
 use crate::error::{Error, Result};
-use crate::key::{Identity, KeyText, key_prefix, throttle_key, throttle_key_joined};
+use crate::key::{Identity, KeyText, key_prefix, scope_start, throttle_key, throttle_key_joined};
 use crate::policy::{FailureContext, FailurePolicy, FailureVerdict};
 use crate::rate::Rate;
 use crate::strategy::{FixedWindow, Strategy};
@@ -848,10 +848,7 @@ impl Hit<'_> {
     /// The scope as text: as the key holds it, unless a byte of it had to be escaped
     /// there; otherwise its pieces joined into `joined` (an allocation only then).
     fn scope_text<'s>(&'s self, joined: &'s mut String) -> &'s str {
-        // The key's hash tag ends at its first `}` (the uid and the identity have theirs
-        // escaped), and the scope starts after the `:` that follows.
-        let start = self.key.find('}').map_or(self.key.len(), |end| end + 2);
-        match self.key.get(start..) {
+        match self.key.get(scope_start(self.key)..) {
             Some(text) if text.len() == self.scope.iter().map(|piece| piece.len()).sum() => text,
             _ => {
                 *joined = self.scope.concat();
