@@ -175,8 +175,7 @@ pub(crate) fn enforce_now<'a, const PIECES: usize>(
 ) -> Now<'a> {
     let backend: &dyn Backend = select_backend(throttle, parts, traffik).as_ref();
     let core = throttle.throttle();
-    let in_place = core.decides_in_place(backend);
-    if !in_place && !core.may_decide_at_once(backend) {
+    if !core.may_decide_at_once(backend) {
         return Now::Untried;
     }
     let scope = scope();
@@ -188,12 +187,6 @@ pub(crate) fn enforce_now<'a, const PIECES: usize>(
         None => return Now::Untried,
     };
     let cost = cost_of(throttle, parts);
-    if in_place {
-        return match core.try_hit_now_joined(id.as_str(), &scope, cost, backend) {
-            Some(decided) => Now::Judged(judge(throttle, parts, traffik, decided)),
-            None => Now::Untried,
-        };
-    }
     let mut key = KeyText::new();
     if let Some(decided) = core.try_hit_at_once_joined(id.as_str(), &scope, cost, backend, &mut key)
     {

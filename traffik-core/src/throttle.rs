@@ -547,35 +547,11 @@ impl Throttle {
         cost: u64,
         backend: &dyn Backend,
     ) -> Option<Result<Decision>> {
-        if !self.limits(id) {
-            return Some(Ok(Decision::unlimited()));
-        }
-        if !self.decides_in_place(backend) {
+        if self.limits(id) && !self.decides_in_place(backend) {
             return None;
         }
-        let backend: &dyn Backend = self.backend.as_deref().unwrap_or(backend);
         let mut key = KeyText::new();
-        throttle_key_joined(&mut key, &self.key_prefix, id, scope);
-        let key = key.as_str();
-        let decided = match self
-            .strategy
-            .hit(key, &self.rate, cost, backend)
-            .now_or_never()
-        {
-            Ok(decided) => decided,
-            // A pending future is dropped unpolled: nothing was sent anywhere.
-            Err(_pending) => Err(Error::Backend(format!(
-                "backend {} claims to decide in place but returned a pending decision",
-                backend.namespace()
-            ))),
-        };
-        Some(self.conclude(decided, || Hit {
-            id,
-            scope,
-            key,
-            cost,
-            backend,
-        }))
+        self.try_hit_at_once_joined(id, scope, cost, backend, &mut key)
     }
 
     /// Whether [`try_hit_at_once_joined`](Throttle::try_hit_at_once_joined) may decide at
@@ -618,16 +594,28 @@ impl Throttle {
         if !self.limits(id) {
             return Some(Ok(Decision::unlimited()));
         }
-        if self.decides_in_place(backend) {
-            return self.try_hit_now_joined(id, scope, cost, backend);
-        }
         if !self.may_decide_at_once(backend) {
             return None;
         }
         let backend: &dyn Backend = self.backend.as_deref().unwrap_or(backend);
         throttle_key_joined(key, &self.key_prefix, id, scope);
         let key = key.as_str();
-        let decided = self.strategy.hit_at_once(key, &self.rate, cost, backend)?;
+        let decided = if backend.decides_in_place() {
+            match self
+                .strategy
+                .hit(key, &self.rate, cost, backend)
+                .now_or_never()
+            {
+                Ok(decided) => decided,
+                // A pending future is dropped unpolled: nothing was sent anywhere.
+                Err(_pending) => Err(Error::Backend(format!(
+                    "backend {} claims to decide in place but returned a pending decision",
+                    backend.namespace()
+                ))),
+            }
+        } else {
+            self.strategy.hit_at_once(key, &self.rate, cost, backend)?
+        };
         Some(self.conclude(decided, || Hit {
             id,
             scope,
