@@ -341,8 +341,12 @@ impl ClientIpConfig {
     /// ```
     #[must_use]
     pub fn is_trusted(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        self.trusted.iter().any(|net| net.contains(&ip))
+        self.trusts(&ip.to_canonical())
+    }
+
+    /// [`is_trusted`](Self::is_trusted) for an address already canonical.
+    fn trusts(&self, ip: &IpAddr) -> bool {
+        self.trusted.iter().any(|net| net.contains(ip))
     }
 
     /// The client's IP address: the socket peer from [`ConnectInfo<SocketAddr>`](ConnectInfo),
@@ -426,13 +430,16 @@ impl ClientIpConfig {
     /// header gave it alone and in the form [`identity_of`](Self::identity_of) writes.
     fn find<'h>(&self, peer: IpAddr, headers: &'h HeaderMap) -> Found<'h> {
         let peer = peer.to_canonical();
-        if !self.is_trusted(peer) {
-            return Found::ip(peer);
+        if self.trusts(&peer) {
+            // The peer is passed by reference: moved by value through each call, the
+            // address was taken apart byte by byte and put back together.
+            for header in &self.headers {
+                if let Some(found) = self.read_header(header, &peer, headers) {
+                    return found;
+                }
+            }
         }
-        self.headers
-            .iter()
-            .find_map(|header| self.read_header(header, peer, headers))
-            .unwrap_or(Found::ip(peer))
+        Found::ip(peer)
     }
 
     /// The client's identity for rate-limit keys: its [resolved](Self::resolve) address as
@@ -532,9 +539,10 @@ impl ClientIpConfig {
     fn read_header<'h>(
         &self,
         header: &ProxyHeader,
-        peer: IpAddr,
+        peer: &IpAddr,
         headers: &'h HeaderMap,
     ) -> Option<Found<'h>> {
+        let peer = *peer;
         let ip = match header {
             ProxyHeader::Forwarded => {
                 let lines = headers.get_all(FORWARDED).into_iter().rev();
@@ -1726,7 +1734,7 @@ mod tests {
             }
             prop_assert_eq!(
                 config
-                    .read_header(&ProxyHeader::XForwardedFor, peer, &headers)
+                    .read_header(&ProxyHeader::XForwardedFor, &peer, &headers)
                     .map(|found| found.ip),
                 walked
             );
