@@ -600,8 +600,12 @@ impl Throttle {
         let backend: &dyn Backend = self.backend.as_deref().unwrap_or(backend);
         throttle_key_joined(key, &self.key_prefix, id, scope);
         let key = key.as_str();
-        let decided = if backend.decides_in_place() {
-            match self
+        // Answered without a future where the backend can (the in-memory backend always,
+        // the Redis denial cache for a denial it remembers); else, from a backend that
+        // decides in place, its ready future.
+        let decided = match self.strategy.hit_at_once(key, &self.rate, cost, backend) {
+            Some(decided) => decided,
+            None if backend.decides_in_place() => match self
                 .strategy
                 .hit(key, &self.rate, cost, backend)
                 .now_or_never()
@@ -612,9 +616,8 @@ impl Throttle {
                     "backend {} claims to decide in place but returned a pending decision",
                     backend.namespace()
                 ))),
-            }
-        } else {
-            self.strategy.hit_at_once(key, &self.rate, cost, backend)?
+            },
+            None => return None,
         };
         Some(self.conclude(decided, || Hit {
             id,

@@ -487,6 +487,16 @@ impl Backend for InMemoryBackend {
         true
     }
 
+    fn decide_at_once(
+        &self,
+        key: &str,
+        algorithm: &dyn Algorithm,
+        rate: &Rate,
+        cost: u64,
+    ) -> Option<Result<Decision>> {
+        Some(self.decide_now(key, algorithm, rate, cost))
+    }
+
     fn namespace(&self) -> &str {
         &self.inner.namespace
     }
@@ -692,6 +702,25 @@ mod tests {
             .clock(clock.clone())
             .build();
         (clock, backend)
+    }
+
+    #[test]
+    fn every_decision_is_answered_at_once_on_the_state_decide_keeps() {
+        let (_clock, backend) = on_manual_clock(10);
+        let rate: Rate = "2/s".parse().expect("a valid rate");
+        let at_once = |key: &str| {
+            backend
+                .decide_at_once(key, &FixedWindow, &rate, 1)
+                .expect("the in-memory backend answers at once")
+                .expect("no error")
+        };
+        assert!(at_once("client").allowed);
+        // One state whichever way it is asked.
+        assert!(decide(&backend, "client", &rate).allowed);
+        let third = at_once("client");
+        assert!(!third.allowed);
+        assert_eq!(third.remaining, 0);
+        assert_eq!(backend.stored_keys(), 1);
     }
 
     #[test]

@@ -108,8 +108,11 @@ pub trait Backend: Send + Sync + Debug + 'static {
     /// The decision [`decide`](Backend::decide) would give, when this backend knows it
     /// without I/O (the Redis backend: a denial its denial cache remembers); `None` when
     /// only `decide` can tell. Asked only when
-    /// [`may_decide_at_once`](Backend::may_decide_at_once) says `true`; it must not change
-    /// any state that `decide` would not.
+    /// [`may_decide_at_once`](Backend::may_decide_at_once) or
+    /// [`decides_in_place`](Backend::decides_in_place) says `true`; it must not change
+    /// any state that `decide` would not. A backend that decides in place may answer
+    /// here what `decide` would return ready (the in-memory backend does), sparing the
+    /// ready future built around it; if it answers `None`, its `decide` is polled.
     ///
     /// The default is `None`.
     fn decide_at_once(
