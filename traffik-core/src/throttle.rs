@@ -558,6 +558,7 @@ impl Throttle {
     /// once on `backend` (or on the throttle's own backend): it
     /// [decides in place](Throttle::decides_in_place), or it may answer some decisions
     /// without I/O ([`Backend::may_decide_at_once`]: the Redis backend's denial cache).
+    #[inline]
     pub fn may_decide_at_once(&self, backend: &dyn Backend) -> bool {
         let backend: &dyn Backend = self.backend.as_deref().unwrap_or(backend);
         self.strategy.hits_through_decide()
@@ -604,6 +605,8 @@ impl Throttle {
         // the Redis denial cache for a denial it remembers); else, from a backend that
         // decides in place, its ready future.
         let decided = match self.strategy.hit_at_once(key, &self.rate, cost, backend) {
+            // Admitted: passed on as it came, not taken apart and built again.
+            admitted @ Some(Ok(Decision { allowed: true, .. })) => return admitted,
             Some(decided) => decided,
             None if backend.decides_in_place() => match self
                 .strategy
