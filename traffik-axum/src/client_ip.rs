@@ -73,7 +73,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use traffik_core::key::KeyText;
 
 use crate::header_lookup::{Occurrence, occurrence};
-use crate::ip_text::{parse_ipv4, write_ipv4};
+use crate::ip_text::{parse_ipv4, parse_ipv4_text, write_ipv4};
 
 /// `X-Forwarded-For`, named once (a name given as text is parsed on every lookup).
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -625,15 +625,18 @@ fn lone_address(line: &HeaderValue) -> Option<Found<'_>> {
     if line.len() >= MAX_BYTES {
         return None;
     }
-    // A valid header value holds no whitespace but spaces and tabs.
-    let text = line.to_str().ok()?.trim_ascii();
-    if let Some(v4) = parse_ipv4(text.as_bytes()) {
+    // A valid header value holds no whitespace but spaces and tabs. An IPv4 address is
+    // read from the bytes, as its own text; anything else must be visible ASCII.
+    if let Some((v4, text)) = parse_ipv4_text(line.as_bytes().trim_ascii()) {
         return Some(Found {
             ip: IpAddr::V4(v4),
             text: Some(text),
         });
     }
-    text.parse::<IpAddr>()
+    line.to_str()
+        .ok()?
+        .trim_ascii()
+        .parse::<IpAddr>()
         .ok()
         .map(|ip| Found::ip(ip.to_canonical()))
 }

@@ -33,6 +33,19 @@ pub(crate) fn parse_ipv4(bytes: &[u8]) -> Option<Ipv4Addr> {
     (at == bytes.len()).then(|| Ipv4Addr::from(octets))
 }
 
+/// [`parse_ipv4`], with `bytes` as text: what it accepts is ASCII digits and dots, so the
+/// address is its own text without the pass over it that `str::from_utf8` (or
+/// `HeaderValue::to_str` over the whole line) would make.
+pub(crate) fn parse_ipv4_text(bytes: &[u8]) -> Option<(Ipv4Addr, &str)> {
+    let ip = parse_ipv4(bytes)?;
+    debug_assert!(bytes.is_ascii());
+    // SAFETY: `parse_ipv4` returns an address only when `bytes`, to its last byte
+    // (`at == bytes.len()`), is octets of ASCII digits (`read_octet` admits a byte only
+    // when `byte - b'0' < 10`) joined by `.`: ASCII throughout, so UTF-8.
+    let text = unsafe { std::str::from_utf8_unchecked(bytes) };
+    Some((ip, text))
+}
+
 /// The decimal octet `bytes` starts with and how many digits it took: one to three
 /// digits, no leading zero before another digit, at most 255. A fourth digit is left
 /// for the caller, which then finds no `.` (or no end) where it expects one.
@@ -138,6 +151,14 @@ mod tests {
         #[test]
         fn agrees_with_std_on_any_text(text in "[0-9.]{0,20}|[0-9a-f:. x]{0,20}") {
             prop_assert_eq!(parse_ipv4(text.as_bytes()), text.parse::<Ipv4Addr>().ok());
+        }
+
+        #[test]
+        fn takes_as_text_only_what_std_reads(bytes in prop::collection::vec(any::<u8>(), 0..20)) {
+            let std = std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|text| Some((text.parse::<Ipv4Addr>().ok()?, text)));
+            prop_assert_eq!(parse_ipv4_text(&bytes), std);
         }
 
         #[test]
