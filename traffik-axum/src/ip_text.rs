@@ -92,8 +92,11 @@ pub(crate) fn write_ipv4(ip: Ipv4Addr, out: &mut impl fmt::Write) -> fmt::Result
         text[len] = b'0' + octet % 10;
         len += 1;
     }
-    // Only ASCII digits and dots were written.
-    out.write_str(std::str::from_utf8(&text[..len]).map_err(|_| fmt::Error)?)
+    let written = &text[..len];
+    debug_assert!(written.is_ascii());
+    // SAFETY: every byte written above is `b'.'` or `b'0'` plus a digit below 10: ASCII,
+    // so UTF-8. (`str::from_utf8` checked it again at about ten instructions a byte.)
+    out.write_str(unsafe { std::str::from_utf8_unchecked(written) })
 }
 
 #[cfg(test)]
