@@ -99,6 +99,7 @@ pub(crate) async fn enforce_in_scope(
     scope: &str,
 ) -> Result<Decision, ThrottleRejection> {
     match enforce_now(throttle, parts, traffik, || [scope]) {
+        Now::Admitted(decision) => Ok(decision),
         Now::Judged(judged) => judged,
         Now::Awaiting(decided) => decided.await,
         Now::Untried => Box::pin(enforce_awaited(throttle, parts, traffik, &[scope])).await,
@@ -148,7 +149,10 @@ async fn enforce_awaited(
 
 /// What [`enforce_now`] came to.
 pub(crate) enum Now<'a> {
-    /// Judged in one synchronous step.
+    /// Admitted in one synchronous step: the usual outcome, written without the room a
+    /// rejection takes (a variant of its own, it is not copied out through that room).
+    Admitted(Decision),
+    /// Judged in one synchronous step: refused, or admitted by the failure policy.
     Judged(Result<Decision, ThrottleRejection>),
     /// The backend must be awaited: this future finishes the decision with the key and
     /// the identity already worked out (boxed, as [`enforce_awaited`] is, and for the
@@ -190,7 +194,10 @@ pub(crate) fn enforce_now<'a, const PIECES: usize>(
     let mut key = KeyText::new();
     if let Some(decided) = core.try_hit_at_once_joined(id.as_str(), &scope, cost, backend, &mut key)
     {
-        return Now::Judged(judge(throttle, parts, traffik, decided));
+        return match decided {
+            Ok(decision) if decision.allowed => Now::Admitted(decision),
+            refused => Now::Judged(judge_refused(throttle, parts, traffik, refused)),
+        };
     }
     // The identity may live in `address`, on this stack: the future keeps its own copy.
     let mut id_text = KeyText::new();

@@ -92,6 +92,7 @@ where
         // In memory (or from a denial cache), decided in one synchronous step, before any
         // future is built; otherwise awaited.
         let decision = match crate::enforce::enforce_http_now(&throttle, parts, &traffik) {
+            Now::Admitted(decision) => decision,
             Now::Judged(judged) => judged?,
             Now::Awaiting(decided) => decided.await?,
             Now::Untried => {
