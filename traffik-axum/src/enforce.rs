@@ -149,8 +149,8 @@ async fn enforce_awaited(
 
 /// What [`enforce_now`] came to.
 pub(crate) enum Now<'a> {
-    /// Admitted in one synchronous step: the usual outcome, written without the room a
-    /// rejection takes (a variant of its own, it is not copied out through that room).
+    /// Admitted in one synchronous step, the usual outcome. A variant of its own, so that
+    /// it is returned as it is rather than through a temporary the size of a rejection.
     Admitted(Decision),
     /// Judged in one synchronous step: refused, or admitted by the failure policy.
     Judged(Result<Decision, ThrottleRejection>),

@@ -1,7 +1,7 @@
 //! A fixed buffer of UTF-8 text in place: what a [`KeyText`](crate::key::KeyText) holds
 //! until it outgrows it. Unlike a general string type it lets the key writer fill its
-//! bytes directly, copying and checking a piece in one pass, and then take the filled
-//! bytes as text without reading them again.
+//! bytes directly, copying a short piece without a call to `memcpy` and checking it as it
+//! goes, and then take the filled bytes as text without reading them again.
 
 /// Up to `N` bytes of UTF-8 text, on the stack.
 #[derive(Clone)]
@@ -102,8 +102,9 @@ impl<const N: usize> Filler<'_, N> {
         Some(())
     }
 
-    /// Appends `text` and tells whether any of its bytes is marked in `marks`: one pass
-    /// that copies and looks each byte up. `None`, appending nothing, when it does not fit.
+    /// Appends `text` and tells whether any of its bytes is marked in `marks` (every byte
+    /// looked up, without a branch per byte). `None`, appending nothing, when it does not
+    /// fit.
     pub(crate) fn push_str_marked(&mut self, text: &str, marks: &[bool; 256]) -> Option<bool> {
         let room = self.bytes.get_mut(self.len..self.len + text.len())?;
         copy_short(room, text.as_bytes());

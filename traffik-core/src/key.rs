@@ -343,8 +343,8 @@ fn write_escaped_key(
 }
 
 /// [`throttle_key_joined`] into an empty inline buffer, for a key with nothing to escape
-/// that fits (nearly every key): each piece copied and checked in one pass. `false`, the
-/// buffer left empty, for any other key.
+/// that fits (nearly every key): each piece copied, then checked, as it is appended.
+/// `false`, the buffer left empty, for any other key.
 fn write_plain_key(
     inline: &mut InlineText<INLINE>,
     prefix: &str,
