@@ -43,7 +43,7 @@ impl<const N: usize> InlineText<N> {
     pub(crate) fn try_push_str(&mut self, text: &str) -> bool {
         match self.bytes.get_mut(self.len..self.len + text.len()) {
             Some(room) => {
-                room.copy_from_slice(text.as_bytes());
+                copy_short(room, text.as_bytes());
                 self.len += text.len();
                 true
             }
@@ -181,6 +181,11 @@ mod tests {
                 });
                 assert_eq!(kept, Some(false), "{len} at {at}");
                 assert_eq!(text.as_str(), format!("{}{piece}{piece}", "-".repeat(at)));
+                // The same through try_push_str, which copies the same way.
+                let mut pushed = InlineText::<96>::new();
+                assert!(pushed.try_push_str(&"-".repeat(at)));
+                assert!(pushed.try_push_str(piece));
+                assert_eq!(pushed.as_str(), format!("{}{piece}", "-".repeat(at)));
             }
         }
     }
