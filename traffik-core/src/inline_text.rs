@@ -3,6 +3,8 @@
 //! bytes directly, copying a short piece without a call to `memcpy` and checking it as it
 //! goes, and then take the filled bytes as text without reading them again.
 
+use crate::key_escapes::Escapes;
+
 /// Up to `N` bytes of UTF-8 text, on the stack.
 #[derive(Clone)]
 pub(crate) struct InlineText<const N: usize> {
@@ -102,17 +104,19 @@ impl<const N: usize> Filler<'_, N> {
         Some(())
     }
 
-    /// Appends `text` and tells whether any of its bytes is marked in `marks` (every byte
-    /// looked up, without a branch per byte). `None`, appending nothing, when it does not
-    /// fit.
-    pub(crate) fn push_str_marked(&mut self, text: &str, marks: &[bool; 256]) -> Option<bool> {
+    /// Appends `text` and tells whether any of its bytes is in `escapes`. `None`,
+    /// appending nothing, when it does not fit.
+    pub(crate) fn push_str_marked(&mut self, text: &str, escapes: Escapes) -> Option<bool> {
         let room = self.bytes.get_mut(self.len..self.len + text.len())?;
         copy_short(room, text.as_bytes());
-        let marked = text
-            .bytes()
-            .fold(false, |marked, byte| marked | marks[usize::from(byte)]);
         self.len += text.len();
-        Some(marked)
+        Some(escapes.any_in(text.as_bytes()))
+    }
+
+    /// The bytes appended so far.
+    #[cfg(test)]
+    fn written(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 
@@ -167,7 +171,6 @@ mod tests {
 
     #[test]
     fn pieces_of_every_short_length_are_copied_whole() {
-        let marks = [false; 256];
         let source: String = ('a'..='z').chain('A'..='Z').collect();
         // Each width of the short copy, its edges, and past it.
         for len in 0..=40 {
@@ -177,9 +180,10 @@ mod tests {
                 let kept = text.fill(|filler| {
                     filler.push_str(&"-".repeat(at))?;
                     filler.push_str(piece)?;
-                    filler.push_str_marked(piece, &marks)
+                    filler.push_str(piece)?;
+                    Some(filler.written().len())
                 });
-                assert_eq!(kept, Some(false), "{len} at {at}");
+                assert_eq!(kept, Some(at + 2 * len), "{len} at {at}");
                 assert_eq!(text.as_str(), format!("{}{piece}{piece}", "-".repeat(at)));
                 // The same through try_push_str, which copies the same way.
                 let mut pushed = InlineText::<96>::new();
@@ -192,19 +196,18 @@ mod tests {
 
     #[test]
     fn a_fill_is_kept_whole_or_not_at_all() {
-        let mut marks = [false; 256];
-        marks[usize::from(b' ')] = true;
         let mut text = InlineText::<8>::new();
         let kept = text.fill(|filler| {
             filler.push_str("ab")?;
-            filler.push_str_marked("c d", &marks)
+            filler.push_str("c d")?;
+            Some(filler.written() == b"abc d")
         });
         assert_eq!(kept, Some(true));
         assert_eq!(text.as_str(), "abc d");
         // Past the room: nothing of it is kept, not even what was written first.
         let refused = text.fill(|filler| {
             filler.push_str("abcd")?;
-            filler.push_str_marked("efghi", &marks)
+            filler.push_str("efghi")
         });
         assert_eq!(refused, None);
         assert_eq!(text.as_str(), "");

@@ -9,63 +9,18 @@
 use std::fmt;
 
 use crate::inline_text::InlineText;
-
-/// Bytes no store accepts raw: control characters, space, DEL, `%` (the escape itself)
-/// and every non-ASCII byte. Escaped in the scope.
-const fn escaped_in_scope(byte: u8) -> bool {
-    byte <= b' ' || byte >= 0x7F || byte == b'%'
-}
-
-/// The scope's set plus the key's structure: `:`, `{` and `}`. Escaped in the uid and
-/// identity.
-const fn escaped_in_component(byte: u8) -> bool {
-    escaped_in_scope(byte) || byte == b':' || byte == b'{' || byte == b'}'
-}
-
-/// Which bytes a set escapes, one entry per byte value: a load per byte instead of the
-/// set's comparisons.
-type EscapeTable = [bool; 256];
-
-/// [`escaped_in_scope`] as a table.
-static SCOPE_ESCAPES: EscapeTable = escape_table(false);
-
-/// [`escaped_in_component`] as a table.
-static COMPONENT_ESCAPES: EscapeTable = escape_table(true);
-
-/// The table of [`escaped_in_component`] if `component`, else of [`escaped_in_scope`].
-const fn escape_table(component: bool) -> EscapeTable {
-    let mut table = [false; 256];
-    let mut byte = 0;
-    while byte < table.len() {
-        let value = byte as u8;
-        table[byte] = if component {
-            escaped_in_component(value)
-        } else {
-            escaped_in_scope(value)
-        };
-        byte += 1;
-    }
-    table
-}
-
-/// Whether `text` holds a byte that `escapes` marks. Every byte is looked up, without
-/// stopping at the first hit: a loop without a branch per byte, cheaper for a short key
-/// than one that may stop early.
-fn needs_escaping(text: &str, escapes: &EscapeTable) -> bool {
-    text.bytes()
-        .fold(false, |any, byte| any | escapes[usize::from(byte)])
-}
+use crate::key_escapes::Escapes;
 
 /// Appends `text` to `key`, percent-escaping the bytes `escapes` marks. Text with
 /// nothing to escape (IP addresses, ids, routes: nearly always) is copied at once.
-fn push_escaped(key: &mut KeyText, text: &str, escapes: &EscapeTable) {
+fn push_escaped(key: &mut KeyText, text: &str, escapes: Escapes) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    if !needs_escaping(text, escapes) {
+    if !escapes.any_in(text.as_bytes()) {
         key.push_str(text);
         return;
     }
     for byte in text.bytes() {
-        if escapes[usize::from(byte)] {
+        if escapes.contains(byte) {
             key.push_ascii(b'%');
             key.push_ascii(HEX[usize::from(byte >> 4)]);
             key.push_ascii(HEX[usize::from(byte & 0xF)]);
@@ -289,7 +244,7 @@ pub fn throttle_key_text(uid: &str, identity: &str, scope: &str) -> KeyText {
 pub(crate) fn key_prefix(uid: &str) -> KeyText {
     let mut prefix = KeyText::new();
     prefix.push_ascii(b'{');
-    push_escaped(&mut prefix, uid, &COMPONENT_ESCAPES);
+    push_escaped(&mut prefix, uid, Escapes::Component);
     prefix.push_ascii(b':');
     prefix
 }
@@ -322,7 +277,11 @@ pub(crate) fn scope_start(key: &str) -> usize {
         .map_or(key.len(), |end| (end + 2).min(key.len()))
 }
 
-/// [`throttle_key_joined`] for any key, escaping byte by byte where needed.
+/// [`throttle_key_joined`] for any key, escaping byte by byte where needed. Out of line
+/// and cold: nearly no key has anything to escape, and this code kept inside the usual
+/// path would only spread it over more of the instruction cache.
+#[cold]
+#[inline(never)]
 fn write_escaped_key(
     key: &mut KeyText,
     prefix: &str,
@@ -331,14 +290,14 @@ fn write_escaped_key(
     scoped: bool,
 ) {
     key.push_str(prefix);
-    push_escaped(key, identity, &COMPONENT_ESCAPES);
+    push_escaped(key, identity, Escapes::Component);
     if !scoped {
         key.push_ascii(b'}');
         return;
     }
     key.push_str("}:");
     for piece in scope.iter().filter(|piece| !piece.is_empty()) {
-        push_escaped(key, piece, &SCOPE_ESCAPES);
+        push_escaped(key, piece, Escapes::Scope);
     }
 }
 
@@ -356,14 +315,14 @@ fn write_plain_key(
         .fill(|key| {
             // The prefix was escaped when the throttle was built.
             key.push_str(prefix)?;
-            let mut escaped = key.push_str_marked(identity, &COMPONENT_ESCAPES)?;
+            let mut escaped = key.push_str_marked(identity, Escapes::Component)?;
             if !scoped {
                 key.push_str("}")?;
                 return (!escaped).then_some(());
             }
             key.push_str("}:")?;
             for piece in scope {
-                escaped |= key.push_str_marked(piece, &SCOPE_ESCAPES)?;
+                escaped |= key.push_str_marked(piece, Escapes::Scope)?;
             }
             (!escaped).then_some(())
         })
@@ -448,7 +407,7 @@ mod tests {
             proptest::prop_assert_eq!(key.as_str(), expected.as_str());
             let mut scope_text = KeyText::new();
             for piece in &pieces {
-                push_escaped(&mut scope_text, piece, &SCOPE_ESCAPES);
+                push_escaped(&mut scope_text, piece, Escapes::Scope);
             }
             proptest::prop_assert_eq!(&key.as_str()[scope_start(&key)..], scope_text.as_str());
         }

@@ -24,6 +24,7 @@ pub mod decision;
 pub mod error;
 mod inline_text;
 pub mod key;
+mod key_escapes;
 pub mod policy;
 pub mod rate;
 pub mod strategy;

@@ -72,6 +72,29 @@ impl Slot {
     }
 }
 
+/// [`InMemoryBackend::with_slot_mut`] for a key not stored when it looked: once per
+/// client (or per client's return after its state expired). Out of line and cold, so that
+/// the usual path, a slot found, stays short in the instruction cache.
+#[cold]
+#[inline(never)]
+fn with_new_slot<R>(map: &Map, id: KeyDigest, now: Micros, f: impl FnOnce(&mut Slot) -> R) -> R {
+    match map.entry(id) {
+        Entry::Occupied(mut occupied) => f(occupied.get_mut()),
+        Entry::Vacant(vacant) => {
+            let mut slot = Slot {
+                value: StateBytes::new(),
+                expires_at: 0,
+                window: NO_WINDOW,
+            };
+            let out = f(&mut slot);
+            if slot.expires_at > now {
+                vacant.insert(slot);
+            }
+            out
+        }
+    }
+}
+
 fn expiry(now: Micros, ttl: Duration) -> Micros {
     now.saturating_add(u64::try_from(ttl.as_micros()).unwrap_or(u64::MAX))
 }
@@ -320,21 +343,7 @@ impl InMemoryBackend {
         if let Some(mut slot) = map.get_mut(&id) {
             return f(&mut slot);
         }
-        match map.entry(id) {
-            Entry::Occupied(mut occupied) => f(occupied.get_mut()),
-            Entry::Vacant(vacant) => {
-                let mut slot = Slot {
-                    value: StateBytes::new(),
-                    expires_at: 0,
-                    window: NO_WINDOW,
-                };
-                let out = f(&mut slot);
-                if slot.expires_at > now {
-                    vacant.insert(slot);
-                }
-                out
-            }
-        }
+        with_new_slot(map, id, now, f)
     }
 
     /// Runs `f` on the live bytes of `window` at `key` under the key's shard lock and
