@@ -74,6 +74,7 @@ use traffik_core::key::KeyText;
 
 use crate::header_lookup::{Occurrence, occurrence};
 use crate::ip_text::{parse_ipv4, parse_ipv4_text, write_ipv4};
+use crate::trusted_nets::TrustedNets;
 
 /// `X-Forwarded-For`, named once (a name given as text is parsed on every lookup).
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -160,7 +161,7 @@ pub enum ProxyHeader {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientIpConfig {
-    trusted: Vec<IpNet>,
+    trusted: TrustedNets,
     headers: Vec<ProxyHeader>,
     ipv6_prefix: u8,
 }
@@ -195,7 +196,7 @@ impl ClientIpConfig {
     #[must_use]
     pub fn new() -> Self {
         Self {
-            trusted: Vec::new(),
+            trusted: TrustedNets::default(),
             headers: vec![ProxyHeader::XForwardedFor],
             ipv6_prefix: 128,
         }
@@ -346,7 +347,7 @@ impl ClientIpConfig {
 
     /// [`is_trusted`](Self::is_trusted) for an address already canonical.
     fn trusts(&self, ip: &IpAddr) -> bool {
-        self.trusted.iter().any(|net| net.contains(ip))
+        self.trusted.contains(ip)
     }
 
     /// The client's IP address: the socket peer from [`ConnectInfo<SocketAddr>`](ConnectInfo),
@@ -488,16 +489,18 @@ impl ClientIpConfig {
     /// [`identity`](Self::identity) on the request path: the text of an IPv4 address
     /// that `X-Forwarded-For` held alone is borrowed from the header (the strict parse
     /// admits only the text [`identity_of`](Self::identity_of) would write); any other
-    /// identity is written into `buf`, a buffer on the caller's stack.
+    /// identity is written into a buffer put in `buf`, on the caller's stack, only then:
+    /// a buffer made ready on every request would be zeroed on every request.
     pub(crate) fn identity_text<'a>(
         &self,
         parts: &'a Parts,
-        buf: &'a mut KeyText,
+        buf: &'a mut Option<KeyText>,
     ) -> Result<&'a str, ClientIpError> {
         let found = self.find_from(&parts.extensions, &parts.headers)?;
         if let Some(text) = found.text {
             return Ok(text);
         }
+        let buf = buf.insert(KeyText::new());
         self.write_identity_of(found.ip, buf);
         Ok(buf.as_str())
     }
@@ -544,10 +547,7 @@ impl ClientIpConfig {
     ) -> Option<Found<'h>> {
         let peer = *peer;
         let ip = match header {
-            ProxyHeader::Forwarded => {
-                let lines = headers.get_all(FORWARDED).into_iter().rev();
-                self.walk(peer, RevEntries::new(lines, true), forwarded_for)
-            }
+            ProxyHeader::Forwarded => self.walk_forwarded(peer, headers),
             ProxyHeader::XForwardedFor => {
                 match occurrence(headers, &X_FORWARDED_FOR) {
                     Occurrence::Absent => return None,
@@ -566,8 +566,23 @@ impl ClientIpConfig {
         ip.map(Found::ip)
     }
 
+    /// `Forwarded` walked entry by entry.
+    ///
+    /// Out of line, as the other walks are: the walk's code (limits, parsing, the trusted
+    /// hops) kept inside the request path would spread the usual case, one address alone,
+    /// over more of the instruction cache.
+    #[cold]
+    #[inline(never)]
+    fn walk_forwarded(&self, peer: IpAddr, headers: &HeaderMap) -> Option<IpAddr> {
+        let lines = headers.get_all(FORWARDED).into_iter().rev();
+        self.walk(peer, RevEntries::new(lines, true), forwarded_for)
+    }
+
     /// `X-Forwarded-For` walked entry by entry: [`read_header`](Self::read_header) when the
-    /// header is not one address alone.
+    /// header is not one address alone. Out of line: see
+    /// [`walk_forwarded`](Self::walk_forwarded).
+    #[cold]
+    #[inline(never)]
     fn walk_x_forwarded_for(
         &self,
         peer: IpAddr,
@@ -633,6 +648,14 @@ fn lone_address(line: &HeaderValue) -> Option<Found<'_>> {
             text: Some(text),
         });
     }
+    lone_address_parsed(line)
+}
+
+/// [`lone_address`] for anything but a plain IPv4 address (an IPv6 address, or a line to
+/// walk): the standard parser, out of the IPv4 path's way.
+#[cold]
+#[inline(never)]
+fn lone_address_parsed(line: &HeaderValue) -> Option<Found<'_>> {
     line.to_str()
         .ok()?
         .trim_ascii()
@@ -658,6 +681,7 @@ impl Found<'_> {
 
 /// A header of one address set by the proxy: the address, or `peer` if the header is
 /// malformed or appears more than once; `None` if absent or empty.
+#[inline(never)]
 fn single_ip(peer: IpAddr, header: Occurrence<'_>) -> Option<IpAddr> {
     let first = match header {
         Occurrence::Absent => return None,
@@ -1749,7 +1773,7 @@ mod tests {
                 .expect("a valid request");
             *request.headers_mut() = headers;
             let (parts, ()) = request.into_parts();
-            let mut buf = KeyText::new();
+            let mut buf = None;
             prop_assert_eq!(
                 config.identity_text(&parts, &mut buf).map(str::to_owned),
                 config.identity(&parts)

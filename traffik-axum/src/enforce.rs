@@ -34,12 +34,12 @@ pub struct RequestBackend(pub SharedBackend);
 /// (`/users/{id}`) so that ids do not multiply a client's quota; the raw path only where
 /// no route matched. `HEAD` counts as `GET`, since axum answers it with the GET handler.
 pub fn http_scope(parts: &Parts) -> String {
-    http_scope_pieces(parts).concat()
+    http_scope_pieces(parts).as_ref().concat()
 }
 
 /// [`http_scope`] in pieces to be joined: the usual methods' `http:{METHOD}:` prefixes
 /// are constants, so both paths write two pieces into the key and join nothing first.
-fn http_scope_pieces(parts: &Parts) -> [&str; 4] {
+fn http_scope_pieces(parts: &Parts) -> ScopePieces<'_> {
     let path = match parts.extensions.get::<MatchedPath>() {
         Some(matched) => matched.as_str(),
         None => parts.uri.path(),
@@ -50,9 +50,30 @@ fn http_scope_pieces(parts: &Parts) -> [&str; 4] {
         http::Method::PUT => "http:PUT:",
         http::Method::DELETE => "http:DELETE:",
         http::Method::PATCH => "http:PATCH:",
-        ref other => return ["http:", other.as_str(), ":", path],
+        ref other => {
+            return ScopePieces {
+                pieces: ["http:", other.as_str(), ":", path],
+                len: 4,
+            };
+        }
     };
-    [prefix, path, "", ""]
+    ScopePieces {
+        pieces: [prefix, path, "", ""],
+        len: 2,
+    }
+}
+
+/// The pieces of a request's scope: the first `len` of `pieces`. Only those are handed
+/// to the key writer, which would otherwise step over the unused ones on every request.
+struct ScopePieces<'a> {
+    pieces: [&'a str; 4],
+    len: usize,
+}
+
+impl<'a> AsRef<[&'a str]> for ScopePieces<'a> {
+    fn as_ref(&self) -> &[&'a str] {
+        &self.pieces[..self.len]
+    }
 }
 
 /// Who the request comes from, according to the throttle (or the app's default).
@@ -121,7 +142,7 @@ async fn enforce_awaited(
     traffik: &Traffik,
     scope: &[&str],
 ) -> Result<Decision, ThrottleRejection> {
-    let mut address = KeyText::new();
+    let mut address = None;
     let id = match identify_now(throttle, parts, traffik, &mut address) {
         Some(known) => known?,
         None => match identify(throttle, parts, traffik).await? {
@@ -171,11 +192,11 @@ pub(crate) enum Now<'a> {
 /// asks it. [`Now::Untried`], having done nothing, for any other identifier or backend.
 /// `scope` gives the scope's pieces, joined in the key; it is called only when the
 /// backend may answer at once.
-pub(crate) fn enforce_now<'a, const PIECES: usize>(
+pub(crate) fn enforce_now<'a, S: AsRef<[&'a str]> + Send + 'a>(
     throttle: &'a HttpThrottle,
     parts: &'a Parts,
     traffik: &'a Traffik,
-    scope: impl FnOnce() -> [&'a str; PIECES],
+    scope: impl FnOnce() -> S,
 ) -> Now<'a> {
     let backend: &dyn Backend = select_backend(throttle, parts, traffik).as_ref();
     let core = throttle.throttle();
@@ -183,7 +204,7 @@ pub(crate) fn enforce_now<'a, const PIECES: usize>(
         return Now::Untried;
     }
     let scope = scope();
-    let mut address = KeyText::new();
+    let mut address = None;
     let id = match identify_now(throttle, parts, traffik, &mut address) {
         Some(Ok(Some(id))) => id,
         Some(Ok(None)) => return Now::Judged(Ok(Decision::unlimited())),
@@ -192,22 +213,50 @@ pub(crate) fn enforce_now<'a, const PIECES: usize>(
     };
     let cost = cost_of(throttle, parts);
     let mut key = KeyText::new();
-    if let Some(decided) = core.try_hit_at_once_joined(id.as_str(), &scope, cost, backend, &mut key)
+    if let Some(decided) =
+        core.try_hit_at_once_joined(id.as_str(), scope.as_ref(), cost, backend, &mut key)
     {
         return match decided {
             Ok(decision) if decision.allowed => Now::Admitted(decision),
             refused => Now::Judged(judge_refused(throttle, parts, traffik, refused)),
         };
     }
-    // The identity may live in `address`, on this stack: the future keeps its own copy.
+    Now::Awaiting(await_backend(
+        throttle,
+        parts,
+        traffik,
+        id.as_str(),
+        scope,
+        cost,
+        key,
+    ))
+}
+
+/// The future [`enforce_now`] hands back when the backend must be asked after all (the
+/// Redis backend past its denial cache), with the key already written. Out of line and
+/// cold: building it is no part of the in-memory path, whose code it would spread.
+#[cold]
+#[inline(never)]
+fn await_backend<'a, S: AsRef<[&'a str]> + Send + 'a>(
+    throttle: &'a HttpThrottle,
+    parts: &'a Parts,
+    traffik: &'a Traffik,
+    id: &str,
+    scope: S,
+    cost: u64,
+    mut key: KeyText,
+) -> BoxFuture<'a, Result<Decision, ThrottleRejection>> {
+    // The identity may live in the caller's stack: the future keeps its own copy.
     let mut id_text = KeyText::new();
-    id_text.push_str(id.as_str());
-    Now::Awaiting(Box::pin(async move {
+    id_text.push_str(id);
+    let core = throttle.throttle();
+    let backend: &dyn Backend = select_backend(throttle, parts, traffik).as_ref();
+    Box::pin(async move {
         let decided = core
-            .hit_client_keyed(id_text.as_str(), &scope, cost, backend, &mut key)
+            .hit_client_keyed(id_text.as_str(), scope.as_ref(), cost, backend, &mut key)
             .await;
         judge(throttle, parts, traffik, decided)
-    }))
+    })
 }
 
 /// A client's identity as a key names it.
@@ -229,7 +278,7 @@ impl ClientId<'_> {
 
 /// [`identify`] when it needs no awaiting (the default identifier, a synchronous one):
 /// the client, or `Ok(None)` for an exempt one. `None` for an asynchronous identifier.
-/// An address is written into `address`, a buffer the caller keeps on its stack, unless
+/// An address is written into a buffer put in `address`, on the caller's stack, unless
 /// a proxy header holds it as
 /// [`ClientIpConfig::identity_of`](crate::client_ip::ClientIpConfig::identity_of) would
 /// write it.
@@ -237,7 +286,7 @@ fn identify_now<'a>(
     throttle: &HttpThrottle,
     parts: &'a Parts,
     traffik: &Traffik,
-    address: &'a mut KeyText,
+    address: &'a mut Option<KeyText>,
 ) -> Option<Result<Option<ClientId<'a>>, ThrottleRejection>> {
     match &throttle.inner().identifier {
         Identifier::Default => Some(
@@ -321,7 +370,7 @@ pub(crate) fn enforce_http_awaited<'a>(
 ) -> BoxFuture<'a, Result<Decision, ThrottleRejection>> {
     Box::pin(async move {
         let scope = http_scope_pieces(parts);
-        enforce_awaited(throttle, parts, traffik, &scope).await
+        enforce_awaited(throttle, parts, traffik, scope.as_ref()).await
     })
 }
 
@@ -368,7 +417,8 @@ mod tests {
     /// must not carry the awaited path's state (key, address, a backend's future: over a
     /// kilobyte), which the in-memory path never uses: with it, the box of a plain
     /// handler passed glibc's per-thread cache (1 032 bytes) and cost every request a
-    /// slow allocation and a copy.
+    /// slow allocation and a copy. Nor the synchronous step's outcome (a rejection holds
+    /// a response: 248 bytes in all): only the boxed future is held across the await.
     #[test]
     fn the_extractors_future_leaves_the_awaited_path_boxed() {
         use axum::extract::FromRequestParts;
@@ -380,7 +430,7 @@ mod tests {
             &mut parts, &traffik,
         );
         let size = std::mem::size_of_val(&extract);
-        assert!(size <= 512, "{size} bytes");
+        assert!(size <= 160, "{size} bytes");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! [`Throttled<T>`]: the extractor that throttles a handler, and the [`throttle!`] macro
 //! that declares the throttles it names.
 
+use std::any::Any;
 use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
@@ -69,6 +70,23 @@ impl<T> Throttled<T> {
     }
 }
 
+impl<T> Throttled<T> {
+    /// The extractor's value for a request `throttle` admitted with `decision`.
+    fn admitted(
+        throttle: Cow<'static, HttpThrottle>,
+        decision: Decision,
+        traffik: &Traffik,
+    ) -> Self {
+        let headers = throttle.inner().headers.unwrap_or(traffik.header_policy());
+        Self {
+            throttle,
+            decision,
+            headers,
+            _source: PhantomData,
+        }
+    }
+}
+
 impl<T> fmt::Debug for Throttled<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Throttled")
@@ -80,32 +98,40 @@ impl<T> fmt::Debug for Throttled<T> {
 
 impl<S, T> FromRequestParts<S> for Throttled<T>
 where
-    S: Send + Sync,
+    S: Send + Sync + 'static,
     T: ThrottleSource<S>,
     Traffik: FromRef<S>,
 {
     type Rejection = ThrottleRejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let traffik = Traffik::from_ref(state);
+        // The app's state is the `Traffik` itself (the usual case): borrowed, not cloned,
+        // which would cost two atomic operations on its count per request. Any other
+        // state hands over its `Traffik` through `FromRef`.
+        let traffik: Cow<'_, Traffik> = match (state as &dyn Any).downcast_ref::<Traffik>() {
+            Some(traffik) => Cow::Borrowed(traffik),
+            None => Cow::Owned(Traffik::from_ref(state)),
+        };
         let throttle = T::http_throttle(state);
         // In memory (or from a denial cache), decided in one synchronous step, before any
-        // future is built; otherwise awaited.
-        let decision = match crate::enforce::enforce_http_now(&throttle, parts, &traffik) {
-            Now::Admitted(decision) => decision,
-            Now::Judged(judged) => judged?,
-            Now::Awaiting(decided) => decided.await?,
-            Now::Untried => {
-                crate::enforce::enforce_http_awaited(&throttle, parts, &traffik).await?
+        // future is built; otherwise awaited. Only the boxed future is held across the
+        // await: the synchronous outcome (a rejection holds a whole response) would
+        // otherwise be part of this future, and so of the one axum boxes per request.
+        let decision = {
+            let decided = match crate::enforce::enforce_http_now(&throttle, parts, &traffik) {
+                Now::Admitted(decision) | Now::Judged(Ok(decision)) => Ok(decision),
+                Now::Judged(Err(rejection)) => return Err(rejection),
+                Now::Awaiting(decided) => Err(decided),
+                Now::Untried => Err(crate::enforce::enforce_http_awaited(
+                    &throttle, parts, &traffik,
+                )),
+            };
+            match decided {
+                Ok(decision) => decision,
+                Err(pending) => pending.await?,
             }
         };
-        let headers = throttle.inner().headers.unwrap_or(traffik.header_policy());
-        Ok(Self {
-            throttle,
-            decision,
-            headers,
-            _source: PhantomData,
-        })
+        Ok(Self::admitted(throttle, decision, &traffik))
     }
 }
 

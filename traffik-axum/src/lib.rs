@@ -41,6 +41,7 @@ mod ip_text;
 mod layer;
 mod rejection;
 mod state;
+mod trusted_nets;
 mod ws;
 
 pub use traffik_core as core;
