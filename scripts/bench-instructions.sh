@@ -12,7 +12,10 @@
 # and divides by the requests wrk completed. The kernel's work (TCP, syscalls) is not
 # counted. SHAPE is `under` (default) or `over`; CLIENTS (default 10000) is the number of
 # distinct clients in the `under` shape. Keep the profile with BENCH_CALLGRIND_OUT and read
-# it with `callgrind_annotate --inclusive=yes FILE`.
+# it with `callgrind_annotate --inclusive=yes FILE`. BENCH_CALLGRIND_ARGS adds options to
+# valgrind's, for example `--cache-sim=yes --branch-sim=yes` (simulated cache misses and
+# mispredicted branches, in the profile's summary) or `--dump-instr=yes` (costs per
+# instruction, for `callgrind_annotate` or objdump).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -42,7 +45,9 @@ esac
 
 WORK=$(mktemp -d)
 PROFILE=$WORK/callgrind.out
-BENCH_SERVER_THREADS=1 valgrind --tool=callgrind --instr-atstart=no \
+# Word splitting of the extra options is wanted: each is one valgrind option.
+# shellcheck disable=SC2086
+BENCH_SERVER_THREADS=1 valgrind --tool=callgrind --instr-atstart=no ${BENCH_CALLGRIND_ARGS:-} \
     --callgrind-out-file="$PROFILE" "$SERVER" "$SETUP" "$SHAPE" "$PORT" >/dev/null 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
