@@ -8,6 +8,7 @@ use std::marker::PhantomData;
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::response::{IntoResponseParts, ResponseParts};
+use futures_util::future::BoxFuture;
 use http::request::Parts;
 use traffik_core::Decision;
 
@@ -70,23 +71,6 @@ impl<T> Throttled<T> {
     }
 }
 
-impl<T> Throttled<T> {
-    /// The extractor's value for a request `throttle` admitted with `decision`.
-    fn admitted(
-        throttle: Cow<'static, HttpThrottle>,
-        decision: Decision,
-        traffik: &Traffik,
-    ) -> Self {
-        let headers = throttle.inner().headers.unwrap_or(traffik.header_policy());
-        Self {
-            throttle,
-            decision,
-            headers,
-            _source: PhantomData,
-        }
-    }
-}
-
 impl<T> fmt::Debug for Throttled<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Throttled")
@@ -118,21 +102,35 @@ where
         // await: the synchronous outcome (a rejection holds a whole response) would
         // otherwise be part of this future, and so of the one axum boxes per request.
         let decision = {
-            let decided = match crate::enforce::enforce_http_now(&throttle, parts, &traffik) {
-                Now::Admitted(decision) | Now::Judged(Ok(decision)) => Ok(decision),
+            let step = match crate::enforce::enforce_http_now(&throttle, parts, &traffik) {
+                Now::Admitted(decision) | Now::Judged(Ok(decision)) => Step::Decided(decision),
                 Now::Judged(Err(rejection)) => return Err(rejection),
-                Now::Awaiting(decided) => Err(decided),
-                Now::Untried => Err(crate::enforce::enforce_http_awaited(
+                Now::Awaiting(decided) => Step::Pending(decided),
+                Now::Untried => Step::Pending(crate::enforce::enforce_http_awaited(
                     &throttle, parts, &traffik,
                 )),
             };
-            match decided {
-                Ok(decision) => decision,
-                Err(pending) => pending.await?,
+            match step {
+                Step::Decided(decision) => decision,
+                Step::Pending(pending) => pending.await?,
             }
         };
-        Ok(Self::admitted(throttle, decision, &traffik))
+        let headers = throttle.inner().headers.unwrap_or(traffik.header_policy());
+        Ok(Self {
+            throttle,
+            decision,
+            headers,
+            _source: PhantomData,
+        })
     }
+}
+
+/// Where the extractor's synchronous step left a request that may proceed.
+enum Step<'a> {
+    /// Admitted.
+    Decided(Decision),
+    /// To be decided by this future.
+    Pending(BoxFuture<'a, Result<Decision, ThrottleRejection>>),
 }
 
 impl<T> IntoResponseParts for Throttled<T> {
