@@ -115,11 +115,12 @@ impl<const N: usize> Filler<'_, N> {
 }
 
 /// Copies `from` into `to`, of the same length. A key's pieces are short (an address, a
-/// route, a method): up to 32 bytes they are copied in two overlapping loads and stores
+/// route, a method), and so is a stored state (see `backend/slot_bytes.rs`): up to 32
+/// bytes they are copied in two overlapping loads and stores
 /// of one width, which costs less than the call into the C library's `memcpy` that a
 /// copy of unknown length becomes.
 #[inline(always)]
-fn copy_short(to: &mut [u8], from: &[u8]) {
+pub(crate) fn copy_short(to: &mut [u8], from: &[u8]) {
     /// `from` into `to` through two copies of `W` bytes, the first from the start, the
     /// second up to the end: together they cover any length from `W` to `2 * W`.
     #[inline(always)]

@@ -20,6 +20,7 @@ mod memcached;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+mod slot_bytes;
 
 use std::fmt::Debug;
 use std::sync::Arc;
