@@ -19,11 +19,23 @@
 //! apart cost about 900 instructions per request (of some 33 000 for a request decided
 //! on Redis, counted by `scripts/bench-instructions.sh`).
 //!
+//! One pipeline at a time is sent and not yet answered: while one is on its way, the next
+//! gathers every command queued meanwhile and goes when it is answered. On one
+//! connection Redis answers in order, so the next pipeline's replies could not have come
+//! sooner; sent at once, the batches stayed small (2.6 decisions per pipeline with 32
+//! connections loading the bench server), each paying its write, its read, its task and
+//! its batch call. Waiting for the one before, the server's CPU per request decided on
+//! Redis fell by a tenth and its rate rose by a twentieth (`scripts/bench.sh`'s `redis`
+//! setup, docs/BENCHMARKS.md, fix 57).
+//!
 //! A decision carries its deadline: the pipeline it goes in is given up at the earliest
 //! deadline of its commands, which are then answered that they expired. One timer per
 //! pipeline bounds the wait of every decision in it, where a timer per decision cost the
 //! application about 1 200 instructions per request (of some 33 000 for a request decided
-//! on Redis, counted by `scripts/bench-instructions.sh`).
+//! on Redis, counted by `scripts/bench-instructions.sh`). A batch waiting for the pipeline
+//! before it goes anyway at its first command's deadline (the earliest of its own: a
+//! throttle's commands share their timeout), so that a pipeline Redis is slow to answer,
+//! or one with no deadline, never holds the next past its deadline.
 //!
 //! Alone, a decision waits for one pass of the worker's queue, no timer. The task ends
 //! when its connection is dropped (after an error, see
@@ -36,7 +48,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arrayvec::ArrayVec;
 use deadpool_redis::redis::aio::{ConnectionLike, MultiplexedConnection};
 use deadpool_redis::redis::{Cmd, Pipeline, RedisError, RedisResult, Value};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::scripts::{EXTRA, Library, LuaScript, SCRIPTS};
@@ -45,6 +57,10 @@ use crate::key::KeyText;
 
 /// The most commands in one pipeline; more wait for the next.
 const MAX_BATCH: usize = 256;
+
+/// The most pipelines a batching task has sent and not had answered: the next waits for
+/// it, gathering every command queued meanwhile (see the module's documentation).
+const MAX_IN_FLIGHT: usize = 1;
 
 /// The most calls one batch function call runs: it holds Redis for their whole time
 /// (a few microseconds each), which other clients wait out.
@@ -226,15 +242,25 @@ impl Batcher {
     }
 }
 
-/// The batching task: waits for a command, lets the worker's other ready tasks queue
-/// theirs, and sends all of them as one pipeline, in a task of its own so that the next
-/// batch need not wait for this one's replies.
+/// The batching task: waits for a command and for the pipeline before it to be answered
+/// (at most until the command's deadline), lets the worker's other ready tasks queue
+/// theirs, and sends all of them as one pipeline, in a task of its own so that the queue
+/// is read meanwhile.
 async fn run(
     conn: MultiplexedConnection,
     mut queue: mpsc::UnboundedReceiver<Job>,
     counters: Arc<Counters>,
 ) {
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     while let Some(first) = queue.recv().await {
+        // `None` past the deadline: the batch goes without waiting any longer. (The
+        // semaphore is never closed.)
+        let unanswered = Arc::clone(&in_flight).acquire_owned();
+        let permit = match first.deadline {
+            Some(at) => tokio::time::timeout_at(at, unanswered).await.ok(),
+            None => Some(unanswered.await),
+        }
+        .and_then(Result::ok);
         tokio::task::yield_now().await;
         let mut batch = Vec::with_capacity(queue.len().min(MAX_BATCH - 1) + 1);
         batch.push(first);
@@ -244,7 +270,11 @@ async fn run(
                 Err(_) => break,
             }
         }
-        tokio::spawn(send(conn.clone(), batch, Arc::clone(&counters)));
+        let (conn, counters) = (conn.clone(), Arc::clone(&counters));
+        tokio::spawn(async move {
+            send(conn, batch, counters).await;
+            drop(permit);
+        });
     }
 }
 
