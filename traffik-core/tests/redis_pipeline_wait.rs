@@ -28,19 +28,12 @@ async fn alone() -> tokio::sync::MutexGuard<'static, ()> {
     ONE.lock().await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn decisions_made_while_a_pipeline_is_unanswered_go_out_together_in_the_next() {
-    if redis_support::skip() {
-        return;
-    }
-    let _alone = alone().await;
-    let backend = RedisBackend::builder(redis_support::namespace("rpw", "next"))
-        .url(redis_support::url())
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
+/// A backend of its own for `test`, connected, with its batching task.
+async fn connected(test: &str) -> RedisBackend {
+    let backend =
+        RedisBackend::from_url(redis_support::url(), redis_support::namespace("rpw", test))
+            .unwrap();
     let rate: Rate = "100/h".parse().unwrap();
-    // Connected, with its batching task.
     assert!(
         backend
             .decide("{warm}", &FixedWindow, &rate, 1)
@@ -48,20 +41,37 @@ async fn decisions_made_while_a_pipeline_is_unanswered_go_out_together_in_the_ne
             .unwrap()
             .allowed
     );
-    let before = backend.pipelined();
-    // Redis busy for 300 ms, on a connection of the test's own.
+    backend
+}
+
+/// Keeps Redis busy for `micros`, on a connection of the test's own; returns once the
+/// script has had 50 ms to start.
+async fn keep_busy(micros: u64) -> tokio::task::JoinHandle<redis::RedisResult<i64>> {
     let mut conn = redis_support::raw().await;
     let busy = tokio::spawn(async move {
         redis::cmd("EVAL")
             .arg(BUSY)
             .arg(0)
-            .arg(300_000)
+            .arg(micros)
             .query_async::<i64>(&mut conn)
             .await
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
+    busy
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_made_while_a_pipeline_is_unanswered_go_out_together_in_the_next() {
+    if redis_support::skip() {
+        return;
+    }
+    let _alone = alone().await;
+    let backend = connected("next").await;
+    let rate: Rate = "100/h".parse().unwrap();
+    let before = backend.pipelined();
+    let busy = keep_busy(300_000).await;
     // The first decision goes out and waits behind the busy script; nine follow, one at
-    // a time, while it does. Sent as they came, they would take nine pipelines.
+    // a time, while it does. Sent as they came, the ten would take ten pipelines.
     let mut decisions = Vec::new();
     for i in 0..10 {
         let backend = backend.clone();
@@ -92,29 +102,9 @@ async fn a_decision_waiting_for_the_pipeline_before_it_is_answered_by_its_deadli
         return;
     }
     let _alone = alone().await;
-    let backend = RedisBackend::from_url(
-        redis_support::url(),
-        redis_support::namespace("rpw", "deadline"),
-    )
-    .unwrap();
+    let backend = connected("deadline").await;
     let rate: Rate = "100/h".parse().unwrap();
-    assert!(
-        backend
-            .decide("{warm}", &FixedWindow, &rate, 1)
-            .await
-            .unwrap()
-            .allowed
-    );
-    let mut conn = redis_support::raw().await;
-    let busy = tokio::spawn(async move {
-        redis::cmd("EVAL")
-            .arg(BUSY)
-            .arg(0)
-            .arg(400_000)
-            .query_async::<i64>(&mut conn)
-            .await
-    });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let busy = keep_busy(400_000).await;
     // A command with no deadline of its own goes out and waits behind the busy script.
     let waiting = backend.clone();
     let slow = tokio::spawn(async move { waiting.increment("{slow}", 1).await });

@@ -40,11 +40,11 @@ type Map = DashMap<Record, (), PassThroughState>;
 /// The map could hold the digest as its key and the slot as its value, but a pair of
 /// them is 72 bytes, and a decision then read two cache lines of it (the digest to find
 /// it, the slot to decide). With many clients the map outgrows the processor's caches,
-/// and that second line was a second miss per decision. One type aligned to a cache
-/// line fills exactly one: its key is the whole record, found by its digest
-/// ([`Borrow<KeyDigest>`]), and its slot, which a map never lets its keys be borrowed
-/// mutably through, sits in an [`UnsafeCell`] that only [`slot_mut`] and
-/// [`occupied_slot_mut`] open for writing, each under its shard's write lock.
+/// and that second line can be a second miss per decision. One type aligned to a cache
+/// line fills exactly one: the map's key is the whole record, found by its digest
+/// ([`Borrow<KeyDigest>`]). A map never lends its keys mutably, so the slot sits in an
+/// [`UnsafeCell`] that only [`slot_mut`] and [`occupied_slot_mut`] open for writing, each
+/// under its shard's write lock.
 #[repr(align(64))]
 struct Record {
     id: KeyDigest,
