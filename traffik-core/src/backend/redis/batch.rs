@@ -244,8 +244,8 @@ impl Batcher {
 
 /// The batching task: waits for a command and for the pipeline before it to be answered
 /// (at most until the command's deadline), lets the worker's other ready tasks queue
-/// theirs, and sends all of them as one pipeline, in a task of its own so that the queue
-/// is read meanwhile.
+/// theirs, and sends all of them as one pipeline from a task of its own, which lets the
+/// next batch go once that pipeline is answered.
 async fn run(
     conn: MultiplexedConnection,
     mut queue: mpsc::UnboundedReceiver<Job>,
