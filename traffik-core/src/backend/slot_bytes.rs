@@ -66,20 +66,11 @@ impl SlotBytes {
 
 impl From<&[u8]> for SlotBytes {
     fn from(from: &[u8]) -> Self {
-        let mut bytes = Self::new();
-        match u8::try_from(from.len()) {
-            Ok(len) if from.len() <= IN_PLACE => {
-                if let SlotBytes::InPlace {
-                    len: at,
-                    bytes: room,
-                } = &mut bytes
-                {
-                    room[..from.len()].copy_from_slice(from);
-                    *at = len;
-                }
-            }
-            _ => bytes = SlotBytes::Heap(from.into()),
+        if from.len() > IN_PLACE {
+            return SlotBytes::Heap(from.into());
         }
+        let mut bytes = Self::new();
+        bytes.set(from);
         bytes
     }
 }
