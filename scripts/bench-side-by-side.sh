@@ -20,10 +20,17 @@
 # median of its CPU per request and of its ratio to the first setup's in the same round
 # (its cost over the first's, 1.00x for equal). Written to bench/results/side-by-side.md.
 #
+# With SIDE_PROFILE=1, perf samples CPU 0 (its software clock, which a virtual machine
+# without hardware counters still has) over the rounds, and the report adds where each
+# server's time went: µs per request in the kernel and in user space, and each server's
+# costliest functions, from the samples of its own process. Samples land where the time
+# was spent, stalls included, which callgrind's instruction counts do not show.
+#
 # Environment: SIDE_SHAPE (under: many clients under their limits; over: one client far
 # over its limit), SIDE_SECS (10), SIDE_ROUNDS (8), SIDE_WARMUP (2 s), SIDE_CONNECTIONS (16
 # per server), SIDE_CLIENTS (10000), SIDE_PORT (18200: the first server's; the next ones
-# count up), CARGO_TARGET_DIR (target/ of this repository).
+# count up), SIDE_PROFILE (0), SIDE_PROFILE_HZ (4000 samples a second), SIDE_PROFILE_TOP
+# (8 functions per server), CARGO_TARGET_DIR (target/ of this repository).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -35,6 +42,9 @@ WARMUP=${SIDE_WARMUP:-2}
 CONNECTIONS=${SIDE_CONNECTIONS:-16}
 CLIENTS=${SIDE_CLIENTS:-10000}
 PORT=${SIDE_PORT:-18200}
+PROFILE=${SIDE_PROFILE:-0}
+PROFILE_HZ=${SIDE_PROFILE_HZ:-4000}
+PROFILE_TOP=${SIDE_PROFILE_TOP:-8}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 SERVER=$CARGO_TARGET_DIR/release/bench-server
 OUT=bench/results/side-by-side.md
@@ -55,6 +65,10 @@ for tool in wrk taskset curl; do
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$tool" >/dev/null
     }
 done
+if [ "$PROFILE" = 1 ] && ! command -v perf >/dev/null; then
+    log "installing perf"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null
+fi
 [ -x "$SERVER" ] || cargo build --release --manifest-path bench/Cargo.toml --bin bench-server
 # The backends' servers are scripts/bench.sh's to start; here they must already answer.
 for entry in "${SETUPS[@]}"; do
@@ -83,7 +97,9 @@ wait_port() {
 
 PIDS=()
 WORK=$(mktemp -d)
-trap 'kill "${PIDS[@]}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+PERF_PID=
+# perf, when profiling, runs until it is interrupted: it goes with the servers.
+trap 'kill "${PIDS[@]}" $PERF_PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 for i in "${!SETUPS[@]}"; do
     setup=${SETUPS[$i]%%@*}
@@ -110,7 +126,12 @@ drive() {
 
 log "${SETUPS[*]}, shape $SHAPE: $ROUNDS rounds of ${SECS}s, all at once"
 drive "$WARMUP"
+if [ "$PROFILE" = 1 ]; then
+    perf record -q -e cpu-clock -C 0 -F "$PROFILE_HZ" -o "$WORK/perf.data" >/dev/null 2>&1 &
+    PERF_PID=$!
+fi
 declare -A CPU
+declare -A REQUESTS
 for round in $(seq 1 "$ROUNDS"); do
     before=()
     for pid in "${PIDS[@]}"; do before+=("$(cpu_ns "$pid")"); done
@@ -122,10 +143,59 @@ for round in $(seq 1 "$ROUNDS"); do
         [ -n "$requests" ] && [ "$requests" -gt 0 ] || die "no requests from wrk for ${SETUPS[$i]}: $(cat "$WORK/wrk-$i")"
         us=$(awk -v t="$ns" -v n="$requests" 'BEGIN{printf "%.3f", t / 1e3 / n}')
         CPU[$round,$i]=$us
+        REQUESTS[$i]=$((${REQUESTS[$i]:-0} + requests))
         line+=$(printf '  %s %s µs (%s req)' "${SETUPS[$i]}" "$us" "$requests")
     done
     log "$line"
 done
+
+# The profile's section of the report: per server, µs per request in the kernel and in
+# user space (the samples of its process times the sampling period, over the requests of
+# every round), then its costliest functions in user space.
+profile_report() {
+    kill -INT "$PERF_PID" 2>/dev/null || true
+    wait "$PERF_PID" 2>/dev/null || true
+    PERF_PID=
+    perf script -i "$WORK/perf.data" -F pid,ip,sym 2>/dev/null >"$WORK/samples" || true
+    if [ ! -s "$WORK/samples" ]; then
+        echo
+        echo "perf recorded no samples (is \`perf record -C 0\` allowed here?): no profile."
+        return
+    fi
+    # One line per sample: the setup's index, k (kernel) or u (user), the function.
+    awk -v pids="${PIDS[*]}" '
+        BEGIN { n = split(pids, p, " "); for (i = 1; i <= n; i++) index_of[p[i]] = i - 1 }
+        ($1 in index_of) {
+            sym = $0; sub(/^ *[0-9]+ +[0-9a-f]+ */, "", sym)
+            print index_of[$1] "\t" ($2 ~ /^ffffffff/ ? "k" : "u") "\t" substr(sym, 1, 100)
+        }' "$WORK/samples" >"$WORK/by-setup"
+    echo
+    echo "Where each server's CPU time went (perf, cpu-clock on CPU 0 at ${PROFILE_HZ} Hz over the rounds; µs per request):"
+    echo
+    echo "| setup | kernel | user | both | both over ${SETUPS[0]}'s |"
+    echo "| --- | ---: | ---: | ---: | ---: |"
+    local base=""
+    for i in "${!SETUPS[@]}"; do
+        local us kernel user both
+        us=$(awk -v hz="$PROFILE_HZ" -v n="${REQUESTS[$i]}" 'BEGIN { printf "%.9f", 1e6 / hz / n }')
+        kernel=$(awk -F'\t' -v i="$i" '$1 == i && $2 == "k"' "$WORK/by-setup" | wc -l)
+        user=$(awk -F'\t' -v i="$i" '$1 == i && $2 == "u"' "$WORK/by-setup" | wc -l)
+        both=$(awk -v k="$kernel" -v u="$user" -v us="$us" 'BEGIN { printf "%.3f", (k + u) * us }')
+        [ -n "$base" ] || base=$both
+        awk -v s="${SETUPS[$i]}" -v k="$kernel" -v u="$user" -v us="$us" -v both="$both" -v base="$base" \
+            'BEGIN { printf "| %s | %.3f | %.3f | %s | %.3fx |\n", s, k * us, u * us, both, (base > 0 ? both / base : 0) }'
+    done
+    for i in "${!SETUPS[@]}"; do
+        echo
+        echo "${SETUPS[$i]}, costliest functions in user space (µs per request):"
+        echo
+        awk -F'\t' -v i="$i" '$1 == i && $2 == "u" { print $3 }' "$WORK/by-setup" |
+            sort | uniq -c | sort -rn |
+            awk -v hz="$PROFILE_HZ" -v n="${REQUESTS[$i]}" -v top="$PROFILE_TOP" 'NR <= top {
+                count = $1; sub(/^ *[0-9]+ /, "")
+                printf "- %.3f `%s`\n", count * 1e6 / hz / n, $0 }'
+    done
+}
 
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
@@ -149,5 +219,6 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]
         high=$(printf '%s\n' "${ratios[@]}" | sort -g | tail -1)
         printf '| %s | %s | %sx | %sx | %sx | %s |\n' "${SETUPS[$i]}" "$med_us" "$med_ratio" "$low" "$high" "${ratios[*]}"
     done
+    [ "$PROFILE" = 1 ] && profile_report
 } >"$OUT"
 cat "$OUT"
