@@ -97,6 +97,46 @@ async fn decisions_made_while_a_pipeline_is_unanswered_go_out_together_in_the_ne
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_decisions_gathered_go_without_waiting_for_the_pipeline_before() {
+    if redis_support::skip() {
+        return;
+    }
+    let _alone = alone().await;
+    let backend = connected("early").await;
+    let rate: Rate = "100/h".parse().unwrap();
+    let before = backend.pipelined();
+    let busy = keep_busy(300_000).await;
+    let decide = |name: String| {
+        let backend = backend.clone();
+        tokio::spawn(async move { backend.decide(&name, &FixedWindow, &rate, 1).await })
+    };
+    // The first decision goes out and waits behind the busy script.
+    let mut decisions = vec![decide("{early-first}".into())];
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Sixteen more, at once: gathered, they go without waiting for the first's pipeline.
+    decisions.extend((0..16).map(|i| decide(format!("{{early-{i}}}"))));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let meanwhile = backend.pipelined();
+    assert!(
+        !busy.is_finished(),
+        "the busy script ended before the check"
+    );
+    assert_eq!(
+        meanwhile.pipelines - before.pipelines,
+        2,
+        "{before:?} then {meanwhile:?}"
+    );
+    for decision in decisions {
+        assert!(decision.await.unwrap().unwrap().allowed);
+    }
+    assert_eq!(busy.await.unwrap().unwrap(), 1);
+    let after = backend.pipelined();
+    assert_eq!(after.commands - before.commands, 17);
+    assert_eq!(after.pipelines - before.pipelines, 2);
+    backend.reset().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_decision_waiting_for_the_pipeline_before_it_is_answered_by_its_deadline() {
     if redis_support::skip() {
         return;
