@@ -19,8 +19,8 @@
 //! apart cost about 900 instructions per request (of some 33 000 for a request decided
 //! on Redis, counted by `scripts/bench-instructions.sh`).
 //!
-//! One pipeline at a time is sent and not yet answered: while one is on its way, the next
-//! gathers every command queued meanwhile and goes when it is answered. On one
+//! As a rule one pipeline at a time is sent and not yet answered: while one is on its way,
+//! the next gathers the commands queued meanwhile and goes when it is answered. On one
 //! connection Redis answers in order, so the next pipeline's replies could not have come
 //! sooner; sent at once, the batches stayed small (2.6 decisions per pipeline with 32
 //! connections loading the bench server), each paying its write, its read, its task and
@@ -67,7 +67,8 @@ use crate::key::KeyText;
 const MAX_BATCH: usize = 256;
 
 /// The most pipelines a batching task has sent and not had answered: the next waits for
-/// it, gathering every command queued meanwhile (see the module's documentation).
+/// it, gathering the commands queued meanwhile, up to [`EARLY_BATCH`] (see the module's
+/// documentation).
 const MAX_IN_FLIGHT: usize = 1;
 
 /// Commands a batch gathers before it goes without waiting for the pipeline before it.
