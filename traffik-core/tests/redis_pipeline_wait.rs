@@ -8,7 +8,8 @@ mod redis_support;
 use std::time::Duration;
 
 use deadpool_redis::redis;
-use traffik_core::{Backend, FixedWindow, Rate, RedisBackend};
+use tokio::task::JoinHandle;
+use traffik_core::{Backend, Decision, FixedWindow, Rate, RedisBackend};
 
 /// Keeps Redis busy for `ARGV[1]` microseconds of its own clock.
 const BUSY: &str = r"
@@ -28,20 +29,40 @@ async fn alone() -> tokio::sync::MutexGuard<'static, ()> {
     ONE.lock().await
 }
 
+/// The rate of every decision here: far from denying any.
+fn rate() -> Rate {
+    "100/h".parse().unwrap()
+}
+
 /// A backend of its own for `test`, connected, with its batching task.
 async fn connected(test: &str) -> RedisBackend {
     let backend =
         RedisBackend::from_url(redis_support::url(), redis_support::namespace("rpw", test))
             .unwrap();
-    let rate: Rate = "100/h".parse().unwrap();
     assert!(
         backend
-            .decide("{warm}", &FixedWindow, &rate, 1)
+            .decide("{warm}", &FixedWindow, &rate(), 1)
             .await
             .unwrap()
             .allowed
     );
     backend
+}
+
+/// A decision for `key`, made in a task of its own.
+fn spawn_decision(
+    backend: &RedisBackend,
+    key: String,
+) -> JoinHandle<traffik_core::Result<Decision>> {
+    let backend = backend.clone();
+    tokio::spawn(async move { backend.decide(&key, &FixedWindow, &rate(), 1).await })
+}
+
+/// Waits for every decision, each of which must allow.
+async fn assert_all_allowed(decisions: Vec<JoinHandle<traffik_core::Result<Decision>>>) {
+    for decision in decisions {
+        assert!(decision.await.unwrap().unwrap().allowed);
+    }
 }
 
 /// Keeps Redis busy for `micros`, on a connection of the test's own; returns once the
@@ -67,24 +88,16 @@ async fn decisions_made_while_a_pipeline_is_unanswered_go_out_together_in_the_ne
     }
     let _alone = alone().await;
     let backend = connected("next").await;
-    let rate: Rate = "100/h".parse().unwrap();
     let before = backend.pipelined();
     let busy = keep_busy(300_000).await;
     // The first decision goes out and waits behind the busy script; nine follow, one at
     // a time, while it does. Sent as they came, the ten would take ten pipelines.
     let mut decisions = Vec::new();
     for i in 0..10 {
-        let backend = backend.clone();
-        decisions.push(tokio::spawn(async move {
-            backend
-                .decide(&format!("{{next-{i}}}"), &FixedWindow, &rate, 1)
-                .await
-        }));
+        decisions.push(spawn_decision(&backend, format!("{{next-{i}}}")));
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    for decision in decisions {
-        assert!(decision.await.unwrap().unwrap().allowed);
-    }
+    assert_all_allowed(decisions).await;
     assert_eq!(busy.await.unwrap().unwrap(), 1);
     let after = backend.pipelined();
     assert_eq!(after.commands - before.commands, 10);
@@ -103,18 +116,13 @@ async fn sixteen_decisions_gathered_go_without_waiting_for_the_pipeline_before()
     }
     let _alone = alone().await;
     let backend = connected("early").await;
-    let rate: Rate = "100/h".parse().unwrap();
     let before = backend.pipelined();
     let busy = keep_busy(300_000).await;
-    let decide = |name: String| {
-        let backend = backend.clone();
-        tokio::spawn(async move { backend.decide(&name, &FixedWindow, &rate, 1).await })
-    };
     // The first decision goes out and waits behind the busy script.
-    let mut decisions = vec![decide("{early-first}".into())];
+    let mut decisions = vec![spawn_decision(&backend, "{early-first}".into())];
     tokio::time::sleep(Duration::from_millis(20)).await;
     // Sixteen more, at once: gathered, they go without waiting for the first's pipeline.
-    decisions.extend((0..16).map(|i| decide(format!("{{early-{i}}}"))));
+    decisions.extend((0..16).map(|i| spawn_decision(&backend, format!("{{early-{i}}}"))));
     tokio::time::sleep(Duration::from_millis(50)).await;
     let meanwhile = backend.pipelined();
     assert!(
@@ -126,9 +134,7 @@ async fn sixteen_decisions_gathered_go_without_waiting_for_the_pipeline_before()
         2,
         "{before:?} then {meanwhile:?}"
     );
-    for decision in decisions {
-        assert!(decision.await.unwrap().unwrap().allowed);
-    }
+    assert_all_allowed(decisions).await;
     assert_eq!(busy.await.unwrap().unwrap(), 1);
     let after = backend.pipelined();
     assert_eq!(after.commands - before.commands, 17);
@@ -143,7 +149,6 @@ async fn a_decision_waiting_for_the_pipeline_before_it_is_answered_by_its_deadli
     }
     let _alone = alone().await;
     let backend = connected("deadline").await;
-    let rate: Rate = "100/h".parse().unwrap();
     let busy = keep_busy(400_000).await;
     // A command with no deadline of its own goes out and waits behind the busy script.
     let waiting = backend.clone();
@@ -155,7 +160,7 @@ async fn a_decision_waiting_for_the_pipeline_before_it_is_answered_by_its_deadli
         .decide_within(
             "{bounded}",
             &FixedWindow,
-            &rate,
+            &rate(),
             1,
             Duration::from_millis(100),
         )
