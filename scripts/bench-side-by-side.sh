@@ -178,8 +178,8 @@ profile_report() {
     for i in "${!SETUPS[@]}"; do
         local us kernel user both
         us=$(awk -v hz="$PROFILE_HZ" -v n="${REQUESTS[$i]}" 'BEGIN { printf "%.9f", 1e6 / hz / n }')
-        kernel=$(awk -F'\t' -v i="$i" '$1 == i && $2 == "k"' "$WORK/by-setup" | wc -l)
-        user=$(awk -F'\t' -v i="$i" '$1 == i && $2 == "u"' "$WORK/by-setup" | wc -l)
+        read -r kernel user < <(awk -F'\t' -v i="$i" '$1 == i { n[$2]++ }
+            END { print n["k"] + 0, n["u"] + 0 }' "$WORK/by-setup")
         both=$(awk -v k="$kernel" -v u="$user" -v us="$us" 'BEGIN { printf "%.3f", (k + u) * us }')
         [ -n "$base" ] || base=$both
         awk -v s="${SETUPS[$i]}" -v k="$kernel" -v u="$user" -v us="$us" -v both="$both" -v base="$base" \
