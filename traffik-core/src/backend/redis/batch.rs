@@ -164,6 +164,15 @@ impl Work {
         }
     }
 
+    /// The command that sends this work alone, leaving an empty command in its place
+    /// (a call is only read).
+    fn take_cmd(&mut self) -> Cmd {
+        match self {
+            Work::Call(call) => call.cmd("FCALL", &call.script.function),
+            Work::Cmd(cmd) => std::mem::take(cmd),
+        }
+    }
+
     fn as_call(&self) -> Option<&Call> {
         match self {
             Work::Call(call) => Some(call),
@@ -260,9 +269,14 @@ impl Queued {
         self.count.fetch_sub(n, Ordering::Relaxed);
     }
 
+    /// Commands queued and not yet taken off the queue.
+    fn waiting(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
     /// Whether the commands queued make a batch early.
     fn early(&self) -> bool {
-        self.count.load(Ordering::Relaxed) >= EARLY_QUEUED
+        self.waiting() >= EARLY_QUEUED
     }
 }
 
@@ -327,23 +341,68 @@ async fn run(
     counters: Arc<Counters>,
 ) {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let spares = Arc::new(Spares::default());
     while let Some(first) = queue.recv().await {
         queued.take(1);
         let deadline = first.deadline;
         let permit = wait_for_turn(&in_flight, &queued, deadline).await;
         tokio::task::yield_now().await;
-        let batch = gather(first, &mut queue, &queued);
-        let (conn, counters) = (conn.clone(), Arc::clone(&counters));
+        let mut batch = gather(first, &mut queue, &queued, &spares);
+        let (conn, counters, spares) = (conn.clone(), Arc::clone(&counters), Arc::clone(&spares));
         tokio::spawn(async move {
-            send(conn, batch, counters).await;
+            send(conn, &mut batch, counters).await;
+            spares.give(batch);
             drop(permit);
         });
     }
 }
 
-/// `first` and the commands queued after it, up to [`MAX_BATCH`] in all.
-fn gather(first: Job, queue: &mut mpsc::UnboundedReceiver<Job>, queued: &Queued) -> Vec<Job> {
-    let mut batch = Vec::with_capacity(EARLY_BATCH);
+/// Vectors that carried a batch, emptied, kept for the next batches. A job is a few
+/// hundred bytes: the vector of a batch of four or more is past the allocator's
+/// per-thread cache (about a kilobyte), and such an allocation cost some 700
+/// instructions (glibc: from the shared bins, after merging the small chunks freed
+/// since), one per pipeline.
+#[derive(Default)]
+struct Spares(std::sync::Mutex<Vec<Vec<Job>>>);
+
+/// The most vectors [`Spares`] keeps: a few pipelines are out at a time.
+const SPARES: usize = 4;
+
+/// The largest vector [`Spares`] keeps, in jobs: one that a burst grew past it goes.
+const SPARE_CAPACITY: usize = 64;
+
+impl Spares {
+    /// An empty vector with room for `capacity` jobs: a spare if there is one.
+    fn take(&self, capacity: usize) -> Vec<Job> {
+        let spare = self.0.lock().ok().and_then(|mut spares| spares.pop());
+        let mut batch = spare.unwrap_or_default();
+        batch.reserve(capacity);
+        batch
+    }
+
+    /// Keeps `batch`, emptied, unless enough are kept or it grew too large.
+    fn give(&self, mut batch: Vec<Job>) {
+        batch.clear();
+        if batch.capacity() > SPARE_CAPACITY {
+            return;
+        }
+        if let Ok(mut spares) = self.0.lock() {
+            if spares.len() < SPARES {
+                spares.push(batch);
+            }
+        }
+    }
+}
+
+/// `first` and the commands queued after it, up to [`MAX_BATCH`] in all, in a spare
+/// vector if there is one.
+fn gather(
+    first: Job,
+    queue: &mut mpsc::UnboundedReceiver<Job>,
+    queued: &Queued,
+    spares: &Spares,
+) -> Vec<Job> {
+    let mut batch = spares.take((queued.waiting() + 1).min(MAX_BATCH));
     batch.push(first);
     while batch.len() < MAX_BATCH {
         match queue.try_recv() {
@@ -389,52 +448,50 @@ async fn wait_for_turn(
 
 /// Sends `batch` as one pipeline and hands each command its own reply, or, when the
 /// earliest deadline of its commands passes first, tells each that it expired.
-async fn send(mut conn: MultiplexedConnection, queued: Vec<Job>, counters: Arc<Counters>) {
+async fn send(mut conn: MultiplexedConnection, batch: &mut Vec<Job>, counters: Arc<Counters>) {
     // Callers that gave up (a throttle's timeout), or whose deadline already passed, are
-    // not sent at all.
+    // not sent at all. The others stay in the batch's vector until their replies: a
+    // second vector of them (or of their work) was one more allocation past the
+    // allocator's per-thread cache per pipeline (see `Spares`).
     let now = Instant::now();
-    let mut earliest: Option<Instant> = None;
-    let mut batch = Vec::with_capacity(queued.len());
-    for job in queued {
+    let mut at = 0;
+    while let Some(job) = batch.get(at) {
         if job.reply.is_closed() {
-            continue;
+            batch.remove(at);
+        } else if job.deadline.is_some_and(|deadline| deadline <= now) {
+            let _ = batch.remove(at).reply.send(None);
+        } else {
+            at += 1;
         }
-        if let Some(at) = job.deadline {
-            if at <= now {
-                let _ = job.reply.send(None);
-                continue;
-            }
-            earliest = Some(earliest.map_or(at, |earliest| earliest.min(at)));
-        }
-        batch.push(job);
     }
     if batch.is_empty() {
         return;
     }
-    let library = &SCRIPTS.library;
-    let (mut works, replies): (Vec<Option<Work>>, Vec<_>) = batch
-        .into_iter()
-        .map(|job| (Some(job.work), job.reply))
-        .unzip();
-    let mut pipeline = Pipeline::with_capacity(works.len());
-    // How many of the commands, in order, each command of the pipeline carries.
-    let mut spans = Vec::with_capacity(works.len());
+    let earliest = batch.iter().filter_map(|job| job.deadline).min();
+    // How many of the commands, in order, each command of the pipeline carries: runs of
+    // calls go as one batch call.
+    let mut spans = Vec::with_capacity(batch.len());
     let mut start = 0;
-    while start < works.len() {
-        let run = calls(&works[start..]).take(MAX_COMBINED).count();
-        if run >= 2 {
-            pipeline.add_command(combined(calls(&works[start..start + run]), library));
-        } else if let Some(work) = works[start].take() {
-            pipeline.add_command(work.into_cmd());
-        }
-        let span = run.max(1);
+    while start < batch.len() {
+        let span = calls(&batch[start..]).take(MAX_COMBINED).count().max(1);
         spans.push(span);
+        start += span;
+    }
+    let library = &SCRIPTS.library;
+    let mut pipeline = Pipeline::with_capacity(spans.len());
+    let mut start = 0;
+    for &span in &spans {
+        if span >= 2 {
+            pipeline.add_command(combined(calls(&batch[start..start + span]), library));
+        } else {
+            pipeline.add_command(batch[start].work.take_cmd());
+        }
         start += span;
     }
     counters.pipelines.fetch_add(1, Ordering::Relaxed);
     counters
         .commands
-        .fetch_add(replies.len() as u64, Ordering::Relaxed);
+        .fetch_add(batch.len() as u64, Ordering::Relaxed);
     counters
         .calls
         .fetch_add(spans.len() as u64, Ordering::Relaxed);
@@ -443,6 +500,7 @@ async fn send(mut conn: MultiplexedConnection, queued: Vec<Job>, counters: Arc<C
         Some(at) => tokio::time::timeout_at(at, sent).await.ok(),
         None => Some(sent.await),
     };
+    let replies = batch.drain(..).map(|job| job.reply);
     let Some(answered) = answered else {
         for reply in replies {
             let _ = reply.send(None);
@@ -474,11 +532,9 @@ async fn send(mut conn: MultiplexedConnection, queued: Vec<Job>, counters: Arc<C
     }
 }
 
-/// The calls that `works` starts with, up to its first other command.
-fn calls(works: &[Option<Work>]) -> impl Iterator<Item = &Call> + Clone {
-    works
-        .iter()
-        .map_while(|work| work.as_ref().and_then(Work::as_call))
+/// The calls that `jobs` starts with, up to its first other command.
+fn calls(jobs: &[Job]) -> impl Iterator<Item = &Call> + Clone {
+    jobs.iter().map_while(|job| job.work.as_call())
 }
 
 /// One call of the library's batch function running `calls` (see `batch.lua`): their
@@ -572,7 +628,7 @@ fn unpack(packed: &[u8], count: usize) -> Option<Vec<&[u8]>> {
     (rest.is_empty() && strings.len() == count).then_some(strings)
 }
 
-fn answer_all(replies: Vec<oneshot::Sender<Reply>>, error: &RedisError) {
+fn answer_all(replies: impl IntoIterator<Item = oneshot::Sender<Reply>>, error: &RedisError) {
     for reply in replies {
         let _ = reply.send(Some(Err(error.clone())));
     }
@@ -587,8 +643,8 @@ mod tests {
     use std::task::{Context, Poll, Wake, Waker};
 
     use super::{
-        Batcher, Call, EARLY_BATCH, EARLY_QUEUED, LuaScript, SCRIPTS, Work, combined, gather,
-        unpack, wait_for_turn,
+        Batcher, Call, EARLY_BATCH, EARLY_QUEUED, Job, LuaScript, SCRIPTS, SPARE_CAPACITY, SPARES,
+        Spares, Work, combined, gather, unpack, wait_for_turn,
     };
     use crate::key::KeyText;
     use arrayvec::ArrayVec;
@@ -655,9 +711,46 @@ mod tests {
         };
         assert!(permit.is_none(), "without waiting for the pipeline before");
 
-        let batch = gather(first, &mut queue, &batcher.queued);
+        let batch = gather(first, &mut queue, &batcher.queued, &Spares::default());
         assert_eq!(batch.len(), EARLY_BATCH);
         assert_eq!(batcher.queued.count.load(Ordering::Relaxed), 0);
+    }
+
+    /// A batch's vector, given back, carries the next batch: the same allocation,
+    /// emptied. One grown past [`SPARE_CAPACITY`], or one more than [`SPARES`] kept, is
+    /// let go.
+    #[test]
+    fn batch_vectors_are_reused_within_bounds() {
+        let spares = Spares::default();
+        let (batcher, mut queue) = Batcher::queue();
+        for _ in 0..2 {
+            queue_one(&batcher);
+        }
+        let mut batch = spares.take(2);
+        batch.extend(std::iter::from_fn(|| queue.try_recv().ok()));
+        let allocation = batch.as_ptr();
+        spares.give(batch);
+        let reused = spares.take(1);
+        assert_eq!(reused.as_ptr(), allocation, "the same allocation");
+        assert!(reused.is_empty());
+        assert!(reused.capacity() >= 2);
+
+        spares.give(Vec::<Job>::with_capacity(SPARE_CAPACITY + 1));
+        assert!(
+            spares.take(1).capacity() <= SPARE_CAPACITY,
+            "an outgrown vector is not kept"
+        );
+
+        for _ in 0..SPARES + 2 {
+            spares.give(Vec::<Job>::with_capacity(4));
+        }
+        let kept = std::iter::from_fn(|| {
+            let spare = spares.take(0);
+            (spare.capacity() > 0).then_some(spare)
+        })
+        .take(SPARES + 2)
+        .count();
+        assert_eq!(kept, SPARES);
     }
 
     /// Commands queued before the batch starts waiting make it early at once; fewer let
@@ -687,7 +780,7 @@ mod tests {
         in_flight.add_permits(1);
         assert!(matches!(turn.as_mut().poll(&mut cx), Poll::Ready(Some(_))));
         assert_eq!(
-            gather(first, &mut queue, &batcher.queued).len(),
+            gather(first, &mut queue, &batcher.queued, &Spares::default()).len(),
             EARLY_QUEUED
         );
         assert_eq!(batcher.queued.count.load(Ordering::Relaxed), 0);
